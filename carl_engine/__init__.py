@@ -1,0 +1,3 @@
+"""CARL Studio engine: coherence-aware rewards, TRL trainers, jobs and backends."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""carl_studio.tools"""

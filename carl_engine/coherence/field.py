@@ -1,0 +1,296 @@
+"""The coherence field of a batch of completions and its CARL scores (../shared/CARL_MATH.md).
+
+Everything is vectorised over batch and tokens; the only Python loops run over the
+(at most 16) scales and over chunks of logits rows.
+
+Where this implementation departs from the paper's reference package, and why:
+- It scores the exact tokens that were sampled, in context, under the distribution they
+  were sampled from (`softmax(logits / τ)` at the sampling temperature), rather than
+  re-scoring decoded text. `V` is the logits' last dimension, not `len(tokenizer)`.
+- Entropy is computed in log-sum-exp form over the full vocabulary (`-inf` logits are
+  legal and contribute 0), never as `log(p + eps)`; no probability is floored.
+- The block std of the multiscale term is the population std (ddof = 0); scales stop at
+  j = 15 (16 scales), and the tail beyond the last whole block is dropped.
+- Masked positions are removed before any statistic: a sample is the sequence of its
+  unmasked tokens in order (a hole in the mask closes up; padding never counts).
+- Edge cases the paper left open follow CARL_MATH.md: T = 0 gives NaN for every reward
+  component and the composite (the reward layer maps NaN to None); T = 1 gives
+  R_ms = 1 and R_disc = 0.5; the Kuramoto order is 0 when T < 2.
+- The composite's weights are used as given (not renormalised), and it can carry a fourth,
+  population-level term `w_div · R_div` (the "guarded" preset) against the coherence trap;
+  see `CoherenceField.scores` and `group_diversity`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from carl_engine.coherence import _inputs as inputs
+from carl_engine.coherence.token_stats import DEFAULT_CHUNK_BYTES, token_stats
+from carl_engine.coherence.weights import CARLWeights
+from carl_engine.errors import InvalidSpecError
+
+DEFECT_THRESHOLD = 0.03
+MAX_SCALES = 16
+SCORE_KEYS = (
+    "multiscale", "cloud", "discontinuity", "composite", "kuramoto_r",
+    "n_crystallizations", "n_meltings", "defect_density", "surprisal_mean",
+)  # fmt: skip
+
+
+class CoherenceField:
+    """Per-token order parameter Φ of a batch of completions, and the CARL scores built on it.
+
+    Build it with `from_logits` or `from_stats`. The public arrays are `[B, T]` in the input
+    layout, 0 at masked positions; they are numpy arrays when the inputs were numpy.
+    """
+
+    def __init__(self, entropy_BT: torch.Tensor, logprob_BT: torch.Tensor, mask_BT: torch.Tensor,
+                 vocab_size: int, *, as_numpy: bool = False) -> None:  # fmt: skip
+        """Use `from_logits` or `from_stats`; this takes checked float64 tensors, 0 where masked."""
+        self.vocab_size = vocab_size
+        self._as_numpy = as_numpy
+        self._mask = mask_BT
+        self._entropy = entropy_BT
+        self._logprob = logprob_BT
+        self._phi = torch.clamp(1.0 - entropy_BT / math.log(vocab_size), 0.0, 1.0) * mask_BT
+        self._lengths = mask_BT.sum(dim=1)
+        self._phi_c, self._logprob_c = _compact(self._phi, logprob_BT, mask_BT, self._lengths)
+        self._valid_c = torch.arange(self._phi_c.shape[1]) < self._lengths.unsqueeze(1)
+
+    @classmethod
+    def from_logits(cls, logits: Any, token_ids: Any, mask: Any = None, temperature: float = 1.0,
+                    *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> CoherenceField:  # fmt: skip
+        """The field of sampled completions from the policy's logits.
+
+        Memory: the logits are read in chunks of rows; the extra memory is at most
+        `chunk_bytes` (default 64 MiB, at least one `V`-row) plus O(B·T) outputs, never a
+        second full-size copy of the logits (see `token_stats`).
+
+        Args:
+            logits: `[B, T, V]` float logits at the completion positions (torch or numpy).
+                `-inf` is legal; NaN and +inf are refused at unmasked positions.
+            token_ids: `[B, T]` the sampled token ids.
+            mask: `[B, T]` bool (or 0/1), True on real tokens; None means all real.
+            temperature: τ > 0, the sampling temperature (`p = softmax(logits / τ)`).
+            chunk_bytes: working-memory budget for the chunked pass.
+
+        Returns:
+            The field; its arrays and scores are numpy when `logits` was numpy.
+
+        Raises:
+            InvalidSpecError (a ValueError) naming the argument: wrong rank or mismatched
+            shapes, V < 2, token ids outside [0, V), a non-finite logit (with the sample,
+            position and vocab index), a bad mask or temperature.
+        """
+        logits_t, was_numpy = inputs.as_tensor(logits, "logits")
+        inputs.check_shape(logits_t, "logits", "[B, T, V]", (None, None, None))
+        inputs.check_float(logits_t, "logits")
+        B, T, V = logits_t.shape
+        ids, _ = inputs.as_tensor(token_ids, "token_ids")
+        inputs.check_shape(ids, "token_ids", "[B, T]", (B, T))
+        mask_t, _ = inputs.as_mask(mask, B, T)
+        vocab_size = inputs.check_vocab_size(V)
+        tau = inputs.check_temperature(temperature)
+        if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int) or chunk_bytes < 1:
+            raise InvalidSpecError("chunk_bytes", "must be a positive integer", got=chunk_bytes)
+        inputs.check_token_ids(ids, mask_t, vocab_size)
+        entropy, logprob = token_stats(logits_t, ids, mask_t, tau, chunk_bytes)
+        return cls(entropy, logprob, mask_t, vocab_size, as_numpy=was_numpy)
+
+    @classmethod
+    def from_stats(cls, entropy: Any, selected_logprob: Any, vocab_size: int, mask: Any = None) -> CoherenceField:
+        """The field from per-token entropy and sampled-token log-probability (the fast path).
+
+        Given the same distribution, this equals `from_logits` (the two share all code past
+        the per-token statistics).
+
+        Args:
+            entropy: `[B, T]` entropy in nats of `softmax(logits / τ)` at each position.
+            selected_logprob: `[B, T]` log-probability of the sampled token (-inf allowed).
+            vocab_size: V, the logits' last dimension (>= 2).
+            mask: `[B, T]` bool (or 0/1), True on real tokens; None means all real.
+
+        Returns:
+            The field; numpy arrays out when `entropy` was numpy.
+
+        Raises:
+            InvalidSpecError (a ValueError) naming the argument: wrong rank or mismatched
+            shapes, V < 2, an entropy outside [0, log V] or non-finite, a log-probability
+            above 0 or NaN (with the sample and position), a bad mask.
+        """
+        h, was_numpy = inputs.as_tensor(entropy, "entropy")
+        inputs.check_shape(h, "entropy", "[B, T]", (None, None))
+        inputs.check_float(h, "entropy")
+        B, T = h.shape
+        lp, _ = inputs.as_tensor(selected_logprob, "selected_logprob")
+        inputs.check_shape(lp, "selected_logprob", "[B, T]", (B, T))
+        inputs.check_float(lp, "selected_logprob")
+        vocab_size = inputs.check_vocab_size(vocab_size)
+        mask_t, _ = inputs.as_mask(mask, B, T)
+        h, lp = h.to(torch.float64), lp.to(torch.float64)
+        inputs.check_stats(h, lp, mask_t, vocab_size)
+        zero = torch.zeros((), dtype=torch.float64)
+        return cls(torch.where(mask_t, h, zero), torch.where(mask_t, lp, zero), mask_t, vocab_size, as_numpy=was_numpy)
+
+    # ---- the per-token arrays --------------------------------------------------------------
+
+    @property
+    def phi(self) -> Any:
+        """`[B, T]` order parameter Φ = clip(1 - H / log V, 0, 1); 0 where masked."""
+        return self._out(self._phi)
+
+    @property
+    def entropy(self) -> Any:
+        """`[B, T]` entropy in nats; 0 where masked."""
+        return self._out(self._entropy)
+
+    @property
+    def selected_prob(self) -> Any:
+        """`[B, T]` probability of the sampled token; 0 where masked."""
+        return self._out(torch.exp(self._logprob) * self._mask)
+
+    @property
+    def mask(self) -> Any:
+        """`[B, T]` bool, True on real tokens."""
+        return self._out(self._mask)
+
+    @property
+    def lengths(self) -> Any:
+        """`[B]` int64, the number of real tokens of each sample."""
+        return self._out(self._lengths)
+
+    def _out(self, tensor: torch.Tensor) -> Any:
+        return tensor.numpy() if self._as_numpy else tensor
+
+    # ---- scores ----------------------------------------------------------------------------
+
+    def scale_coherence(self) -> Any:
+        """`[B, n_scales]` per-scale coherence C_j, NaN where scale j does not exist for a sample
+        (2^j > T_b). n_scales = min(floor(log2 max T_b) + 1, 16); 0 when every sample is empty."""
+        return self._out(_scale_coherence(self._phi_c, self._lengths))
+
+    def scores(self, weights: CARLWeights | None = None, *, diversity: Any = None) -> dict[str, Any]:
+        """The CARL components, composite and diagnostics of every sample.
+
+        Args:
+            weights: the composite's weights (default `CARLWeights()`, the paper's 0.5/0.3/0.2).
+            diversity: `[B]` per-sample R_div (from `group_diversity`; None or NaN where
+                undefined). Required when `weights.diversity > 0`, ignored when it is 0.
+                The composite is NaN where the diversity it needs is NaN.
+
+        Returns:
+            `[B]` arrays by name: multiscale, cloud, discontinuity, composite, kuramoto_r
+            (float64); n_crystallizations, n_meltings (int64); defect_density,
+            surprisal_mean (float64). Rewards and composite are NaN for T_b = 0.
+
+        Raises:
+            InvalidSpecError: `weights` not a CARLWeights; `diversity` missing while its
+                weight is positive, or not `[B]`.
+        """
+        weights = CARLWeights() if weights is None else weights
+        if not isinstance(weights, CARLWeights):
+            raise InvalidSpecError("weights", "must be a CARLWeights", got=type(weights).__name__)
+        L = self._lengths.to(torch.float64)
+        scales = _scale_coherence(self._phi_c, self._lengths)
+        out = {
+            "multiscale": _weighted_scales(scales),
+            "cloud": (torch.exp(self._logprob_c) * self._phi_c * self._valid_c).sum(dim=1) / L,
+            "surprisal_mean": -self._logprob_c.sum(dim=1) / L,
+            "kuramoto_r": _kuramoto(self._phi_c, self._valid_c, self._lengths),
+        }
+        out.update(_discontinuity(self._phi_c, self._lengths))
+        composite = weights.multiscale * out["multiscale"] + weights.cloud * out["cloud"]
+        composite = composite + weights.discontinuity * out["discontinuity"]
+        if weights.diversity > 0:
+            composite = composite + weights.diversity * self._diversity(diversity)
+        out["composite"] = composite
+        return {key: self._out(out[key]) for key in SCORE_KEYS}
+
+    def _diversity(self, diversity: Any) -> torch.Tensor:
+        if diversity is None:
+            raise InvalidSpecError(
+                "diversity", "is required when weights.diversity > 0 (pass group_diversity(...) per sample)"
+            )
+        if isinstance(diversity, (list, tuple)):
+            diversity = [math.nan if value is None else value for value in diversity]
+        values, _ = inputs.as_tensor(diversity, "diversity")
+        inputs.check_shape(values, "diversity", "[B]", (self._phi.shape[0],))
+        return values.to(torch.float64)
+
+
+def _compact(phi_BT: torch.Tensor, logprob_BT: torch.Tensor, mask_BT: torch.Tensor,
+             lengths_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Moves each sample's real tokens to the front, in order, and trims to the longest one."""
+    B, T = mask_BT.shape
+    longest = int(lengths_B.max()) if B else 0
+    prefix = torch.arange(T) < lengths_B.unsqueeze(1)
+    if not torch.equal(prefix, mask_BT):
+        order = torch.argsort((~mask_BT).to(torch.int8), dim=1, stable=True)  # real tokens first
+        phi_BT, logprob_BT = phi_BT.gather(1, order), logprob_BT.gather(1, order)
+    return phi_BT[:, :longest], logprob_BT[:, :longest]
+
+
+def _scale_coherence(phi_BL: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tensor:
+    """`[B, J]` C_j = clamp(1 - mean over whole blocks of the block's population std, 0, 1)."""
+    B, L = phi_BL.shape
+    n_scales = min(int(math.log2(L)) + 1, MAX_SCALES) if L > 0 else 0
+    out = torch.full((B, n_scales), math.nan, dtype=torch.float64)
+    if n_scales == 0:
+        return out
+    out[:, 0] = torch.where(lengths_B >= 1, _f64(1.0), _f64(math.nan))  # a one-token block has std 0
+    for j in range(1, n_scales):
+        size = 2**j
+        n_blocks = L // size
+        blocks = phi_BL[:, : n_blocks * size].reshape(B, n_blocks, size)
+        std = torch.var(blocks, dim=-1, correction=0).sqrt()  # [B, n_blocks]
+        whole = lengths_B // size  # blocks that lie inside each sample
+        inside = torch.arange(n_blocks) < whole.unsqueeze(1)
+        mean_std = (std * inside).sum(dim=1) / whole  # NaN (0/0) where the scale does not exist
+        out[:, j] = torch.clamp(1.0 - mean_std, 0.0, 1.0)
+    return out
+
+
+def _weighted_scales(scales_BJ: torch.Tensor) -> torch.Tensor:
+    """R_ms = Σ w_j C_j / Σ w_j over the scales that exist, w_j = 2^(j/2); NaN when none does."""
+    w = 2.0 ** (torch.arange(scales_BJ.shape[1], dtype=torch.float64) / 2)
+    exists = ~torch.isnan(scales_BJ)
+    num = (torch.nan_to_num(scales_BJ) * w).sum(dim=1)
+    return num / (exists * w).sum(dim=1)  # 0/0 = NaN for an empty sample
+
+
+def _kuramoto(phi_BL: torch.Tensor, valid_BL: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tensor:
+    """|mean_k exp(iπΦ_k)|, 0 when T < 2."""
+    angle = math.pi * phi_BL
+    re = (torch.cos(angle) * valid_BL).sum(dim=1)
+    im = (torch.sin(angle) * valid_BL).sum(dim=1)
+    r = torch.hypot(re, im) / lengths_B.clamp(min=1)
+    return torch.where(lengths_B >= 2, r, 0.0)
+
+
+def _discontinuity(phi_BL: torch.Tensor, lengths_B: torch.Tensor) -> dict[str, torch.Tensor]:
+    """R_disc, crystallization and melting counts, and defect density."""
+    delta = phi_BL[:, 1:] - phi_BL[:, :-1]  # [B, L-1]
+    before = phi_BL[:, :-1]
+    valid = torch.arange(delta.shape[1]) < (lengths_B - 1).unsqueeze(1)
+    up = (delta > DEFECT_THRESHOLD) & valid  # commitment / crystallization
+    down = (delta < -DEFECT_THRESHOLD) & valid  # dissolution / melting
+    score = torch.where(up, torch.where(before < 0.5, _f64(0.8), _f64(0.3)), _f64(0.0))
+    score = score + torch.where(down, torch.where(before > 0.7, _f64(0.2), _f64(0.5)), _f64(0.0))
+    n_up, n_down = up.sum(dim=1), down.sum(dim=1)
+    events = n_up + n_down
+    disc = torch.where(events > 0, score.sum(dim=1) / events.clamp(min=1), 0.5)
+    L = lengths_B.to(torch.float64)
+    return {
+        "discontinuity": torch.where(lengths_B > 0, disc, math.nan),
+        "n_crystallizations": n_up.to(torch.int64),
+        "n_meltings": n_down.to(torch.int64),
+        "defect_density": events / L,  # NaN (0/0) for an empty sample
+    }
+
+
+def _f64(value: float) -> torch.Tensor:
+    return torch.tensor(value, dtype=torch.float64)

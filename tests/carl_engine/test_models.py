@@ -142,3 +142,107 @@ def test_the_dtype_can_be_chosen_by_name():
 
     model, _ = load_model_and_tokenizer(CARL_TINY, torch_dtype="bfloat16")
     assert next(model.parameters()).dtype == torch.bfloat16
+
+
+# ---- ModelSpec ---------------------------------------------------------------------------
+
+LLAMA_2_7B = {
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu", "hidden_size": 4096,
+    "intermediate_size": 11008, "max_position_embeddings": 4096, "num_attention_heads": 32,
+    "num_hidden_layers": 32, "num_key_value_heads": 32, "rms_norm_eps": 1e-05, "tie_word_embeddings": False,
+    "torch_dtype": "float16", "vocab_size": 32000, "bos_token_id": 1, "eos_token_id": 2,
+}
+QWEN2_VL_7B = {
+    "architectures": ["Qwen2VLForConditionalGeneration"], "model_type": "qwen2_vl", "hidden_act": "silu",
+    "hidden_size": 3584, "intermediate_size": 18944, "max_position_embeddings": 32768, "num_attention_heads": 28,
+    "num_hidden_layers": 28, "num_key_value_heads": 4, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+    "tie_word_embeddings": False, "torch_dtype": "bfloat16", "vocab_size": 152064, "image_token_id": 151655,
+    "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+    "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+    "vision_config": {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16, "in_chans": 3,
+                      "hidden_size": 3584, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2},
+}
+
+
+def _config_dir(tmp_path, cfg, name="m"):
+    import json
+
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(cfg))  # config only: no weights anywhere
+    return str(folder)
+
+
+def test_carl_tiny_spec_counts_exactly_the_parameters_of_the_model(tiny):
+    from carl_engine.models import ModelSpec
+
+    model, tok = tiny
+    spec = ModelSpec.from_pretrained(CARL_TINY)
+    assert spec.num_parameters == sum(p.numel() for p in model.parameters())
+    assert (spec.architecture, spec.model_type, spec.modality) == ("LlamaForCausalLM", "llama", "text")
+    assert (spec.hidden_size, spec.num_layers, spec.vocab_size) == (128, 2, len(tok))
+    assert spec.num_key_value_heads < spec.num_attention_heads and spec.tie_word_embeddings
+    assert {"q_proj", "k_proj", "v_proj", "o_proj"} <= set(spec.lora_target_modules)
+    assert "lm_head" not in spec.lora_target_modules
+
+
+def test_a_llama_2_7b_config_has_its_known_6_74b_parameters(tmp_path):
+    from carl_engine.models import ModelSpec
+
+    spec = ModelSpec.from_pretrained(_config_dir(tmp_path, LLAMA_2_7B))
+    assert spec.num_parameters == 6_738_415_616  # the published count of Llama-2-7B
+    assert spec.torch_dtype == "float16" and spec.max_position_embeddings == 4096 and spec.modality == "text"
+    assert spec.lora_target_modules == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+
+
+def test_a_qwen2_vl_config_is_vision_language_and_counts_both_towers(tmp_path):
+    from carl_engine.models import ModelSpec
+
+    spec = ModelSpec.from_pretrained(_config_dir(tmp_path, QWEN2_VL_7B))
+    assert spec.modality == "vision-language" and spec.architecture == "Qwen2VLForConditionalGeneration"
+    assert abs(spec.num_parameters - 8_291_375_616) / 8_291_375_616 < 1e-3  # Qwen2-VL-7B: 8.29B
+    assert spec.num_key_value_heads == 4 and spec.head_dim == 128
+    assert "q_proj" in spec.lora_target_modules
+    assert not {"qkv", "fc1", "fc2", "proj"} & set(spec.lora_target_modules)  # vision tower left alone
+
+
+def test_gqa_and_tied_embeddings_shrink_the_count(tmp_path):
+    from carl_engine.models import ModelSpec
+
+    full = ModelSpec.from_config(LLAMA_2_7B, name="full", list_modules=False)
+    gqa = ModelSpec.from_config({**LLAMA_2_7B, "num_key_value_heads": 8}, name="gqa", list_modules=False)
+    tied = ModelSpec.from_config({**LLAMA_2_7B, "tie_word_embeddings": True}, name="tied", list_modules=False)
+    assert full.num_parameters - gqa.num_parameters == 32 * 2 * 4096 * (4096 - 1024)
+    assert full.num_parameters - tied.num_parameters == 32000 * 4096
+    assert full.lora_target_modules == ["all-linear"]
+
+
+def test_an_unknown_architecture_still_gets_a_count_and_generic_lora_targets(tmp_path):
+    from carl_engine.models import ModelSpec
+
+    cfg = {**LLAMA_2_7B, "model_type": "carl-made-up", "architectures": ["MadeUpForCausalLM"]}
+    spec = ModelSpec.from_pretrained(_config_dir(tmp_path, cfg))
+    assert spec.num_parameters == 6_738_415_616 and spec.lora_target_modules == ["all-linear"]
+
+
+def test_a_config_without_sizes_names_what_is_missing(tmp_path):
+    from carl_engine.models import ModelSpec
+
+    cfg = {k: v for k, v in LLAMA_2_7B.items() if k != "num_hidden_layers"}
+    with pytest.raises(InvalidSpecError, match="num_hidden_layers") as info:
+        ModelSpec.from_pretrained(_config_dir(tmp_path, cfg))
+    assert info.value.field == "model"
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(InvalidSpecError, match="could not be read"):
+        ModelSpec.from_pretrained(str(broken))
+
+
+def test_a_hub_name_offline_is_a_clear_error_not_a_download():
+    from carl_engine.models import ModelSpec
+
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    with pytest.raises(InvalidSpecError, match="HF_HUB_OFFLINE") as info:
+        ModelSpec.from_pretrained("carl-studio-tests/not-cached-anywhere")
+    assert info.value.field == "model" and "not-cached-anywhere" in str(info.value)

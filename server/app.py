@@ -1,0 +1,182 @@
+"""The MCP server: `build_server()` registers every tool of carl_studio.tools.registry.TOOLS.
+
+Each `ToolSpec` becomes one MCP tool whose arguments are the request model's fields, flat
+(`{"job_id": "7Q2"}`, not `{"request": {...}}`: easier for agents to fill), whose output
+schema is the response model, and whose annotations are the spec's honest hints.
+
+Errors, in two kinds:
+- anticipated: a bad argument or an engine error (carl_engine.errors.CarlError) becomes a
+  `ToolError` whose text names the field, the rule and what would lift it;
+- unexpected: anything else is logged with its traceback (stderr and the server log file)
+  and the client gets a generic `ToolError` saying what to do — never the traceback.
+
+Start-up imports no torch/transformers/trl: tool functions import the heavy engine modules
+inside their bodies, and the lifespan opens only the SQLite job store.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import anyio
+import anyio.to_thread
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from carl_engine.errors import CarlError
+from carl_studio.tools.base import ToolContext, ToolSpec
+from carl_studio.tools.registry import TOOLS
+
+logger = logging.getLogger("carl_studio.server")
+
+SERVER_NAME = "carl-studio"
+INSTRUCTIONS = (
+    "CARL Studio trains language models with coherence-aware (CARL) rewards. Start with carl_compute "
+    "(what fits where), start work with carl_train (returns a job_id at once), follow it with carl_status "
+    "(poll_after_s says when to ask again) and carl_logs, end it with carl_stop. Long work never blocks a call."
+)
+
+
+@dataclass
+class ServerState:
+    """The lifespan's context: what every tool call of this server process shares."""
+
+    tools: ToolContext
+    log_file: str | None = None
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("carl-studio")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def build_server(*, tools: list[ToolSpec] | None = None, log_file: str | None = None) -> MCPServer[ServerState]:
+    """The CARL Studio MCP server with every tool registered.
+
+    Args:
+        tools: the tools to register (default: carl_studio.tools.registry.TOOLS).
+        log_file: where unexpected errors' tracebacks go, named in the generic error message.
+
+    Returns:
+        An `MCPServer` to run over stdio, SSE or streamable HTTP (see carl_studio.server.main).
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
+        from carl_engine.jobs.manager import JobManager
+
+        state = ServerState(tools=ToolContext(JobManager()), log_file=log_file)
+        async with anyio.create_task_group() as group:
+            group.start_soon(_reconcile, state.tools)
+            try:
+                yield state
+            finally:
+                group.cancel_scope.cancel()
+
+    server: MCPServer[ServerState] = MCPServer(
+        SERVER_NAME, instructions=INSTRUCTIONS, version=_version(), lifespan=lifespan
+    )
+    for spec in tools if tools is not None else TOOLS:
+        server.add_tool(
+            mcp_tool_function(spec),
+            name=spec.name,
+            title=spec.title,
+            description=spec.description,
+            annotations=ToolAnnotations(
+                title=spec.title,
+                read_only_hint=spec.read_only,
+                destructive_hint=spec.destructive,
+                idempotent_hint=spec.idempotent,
+                open_world_hint=spec.open_world,
+            ),
+            structured_output=True,
+        )
+
+    @server.custom_route("/health", methods=["GET"])
+    async def health(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "server": SERVER_NAME, "version": _version()})
+
+    return server
+
+
+async def _reconcile(tools: ToolContext) -> None:
+    """Bring unfinished jobs up to date with their backends, off the start-up path."""
+    try:
+        reconciled = await anyio.to_thread.run_sync(tools.jobs.reconcile, abandon_on_cancel=True)
+        logger.info("reconciled %d unfinished job(s) with their backends", len(reconciled))
+    except Exception:
+        logger.exception("reconciling unfinished jobs failed; carl_status still refreshes each job it is asked about")
+
+
+def mcp_tool_function(spec: ToolSpec) -> Callable[..., Any]:
+    """An async function whose signature is the flat fields of `spec.request`, for `add_tool`.
+
+    The SDK derives the input schema from the signature; the function rebuilds the request
+    model (so cross-field rules and `extra="forbid"` apply), runs the tool in a worker thread
+    and maps errors as the module docstring says.
+    """
+    fields = spec.request.model_fields
+
+    async def run(ctx: Context, **arguments: Any) -> Any:
+        state: ServerState = ctx.request_context.lifespan_context
+        given = _given_argument_names(ctx)
+        unknown = sorted(given - set(fields))
+        if unknown:
+            raise ToolError(
+                f"unknown argument(s) {', '.join(map(repr, unknown))}; {spec.name} takes: {', '.join(fields)}"
+            )
+        request_args = {name: arguments[name] for name in given if name in arguments}
+        try:
+            return await anyio.to_thread.run_sync(spec.call, request_args, state.tools)
+        except CarlError as err:
+            raise ToolError(str(err)) from None
+        except Exception as err:
+            logger.exception("%s failed unexpectedly", spec.name)
+            where = f" (traceback in {state.log_file})" if state.log_file else " (traceback in the server's log)"
+            raise ToolError(
+                f"{spec.name} hit an internal error ({type(err).__name__}){where}. Check carl_status before retrying; "
+                "if it happens again with the same arguments, report it."
+            ) from None
+
+    params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
+    annotations: dict[str, Any] = {"ctx": Context}
+    for name, field in fields.items():
+        annotation = Annotated[field.annotation, _without_default(field)]
+        default = inspect.Parameter.empty if field.is_required() else field.get_default(call_default_factory=True)
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
+        annotations[name] = annotation
+    run.__signature__ = inspect.Signature(params, return_annotation=spec.response)  # type: ignore[attr-defined]
+    run.__annotations__ = {**annotations, "return": spec.response}
+    run.__name__ = run.__qualname__ = spec.name
+    run.__doc__ = spec.description
+    return run
+
+
+def _given_argument_names(ctx: Context) -> set[str]:
+    """The argument names the client actually sent (the SDK drops unknown ones silently)."""
+    params = ctx.request_context.params or {}
+    arguments = params.get("arguments") if isinstance(params, dict) else getattr(params, "arguments", None)
+    return set(arguments or {})
+
+
+def _without_default(field: FieldInfo) -> FieldInfo:
+    """A copy of `field` carrying its description and constraints but no default (the signature holds it)."""
+    copy = FieldInfo.merge_field_infos(field)
+    copy.default = PydanticUndefined
+    copy.default_factory = None
+    return copy

@@ -1,0 +1,114 @@
+"""The ssh backend against a real SSH server on 127.0.0.1 running real bash commands."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import pytest
+from standins.ssh_server import ssh_env, ssh_server  # noqa: F401  (fixtures)
+
+from carl_engine.backends import get_backend, remote_ssh
+from carl_engine.backends.ssh import SSHBackend, remote_dir_for
+from carl_engine.errors import InvalidSpecError
+from carl_engine.jobs.states import JobState
+from carl_engine.runs import RunDir
+
+
+def wait_for(read, done, timeout=30.0):
+    """Call `read` until `done(value)`, at most `timeout` seconds; returns the last value."""
+    deadline = time.monotonic() + timeout
+    value = read()
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        value = read()
+    return value
+
+
+def test_a_detached_command_runs_to_its_exit_code_and_its_log_reads_with_a_cursor(ssh_env):
+    target, opts = remote_ssh.SSHTarget.parse(ssh_env.target), remote_ssh.connect_options()
+    remote_ssh.launch(target, "jobs/a", files={"note.txt": "hi\n"}, command="cat note.txt; echo two; exit 3", options=opts)
+    seen = wait_for(lambda: remote_ssh.status(target, "jobs/a", options=opts), lambda s: s.state == "exited")
+    assert seen == remote_ssh.RemoteStatus("exited", 3)
+    lines, cursor = remote_ssh.read_log(target, "jobs/a/out.log", cursor=0, limit=1, options=opts)
+    assert lines == ["hi"] and cursor == 3
+    rest, end = remote_ssh.read_log(target, "jobs/a/out.log", cursor=cursor, limit=100, options=opts)
+    assert rest == ["two"] and end == 7
+    assert remote_ssh.read_log(target, "jobs/a/out.log", cursor=end, limit=100, options=opts) == ([], end)
+
+
+def test_launching_twice_does_not_start_the_job_again(ssh_env):
+    target, opts = remote_ssh.SSHTarget.parse(ssh_env.target), remote_ssh.connect_options()
+    for _ in range(2):
+        remote_ssh.launch(target, "jobs/once", files={}, command="echo ran", options=opts)
+    wait_for(lambda: remote_ssh.status(target, "jobs/once", options=opts), lambda s: s.state == "exited")
+    assert (ssh_env.home / "jobs/once/out.log").read_text() == "ran\n"
+
+
+def test_cancel_records_the_marker_then_kills_the_process_group(ssh_env):
+    target, opts = remote_ssh.SSHTarget.parse(ssh_env.target), remote_ssh.connect_options()
+    remote_ssh.launch(target, "jobs/c", files={}, command="sleep 60 & sleep 60; wait", options=opts)
+    assert wait_for(lambda: remote_ssh.status(target, "jobs/c", options=opts), lambda s: s.state == "running").state == "running"
+    pgid = int((ssh_env.home / "jobs/c/pid").read_text())
+    remote_ssh.cancel(target, "jobs/c", options=opts)
+    assert (ssh_env.home / "jobs/c/cancelled").exists()
+    seen = wait_for(lambda: remote_ssh.status(target, "jobs/c", options=opts), lambda s: s.state == "cancelled")
+    assert seen.state == "cancelled"
+    with pytest.raises(ProcessLookupError):  # the whole group, both sleeps, is gone
+        os.killpg(pgid, 0)
+    remote_ssh.cancel(target, "jobs/c", options=opts)  # idempotent
+
+
+def test_a_job_killed_behind_our_back_is_lost(ssh_env):
+    target, opts = remote_ssh.SSHTarget.parse(ssh_env.target), remote_ssh.connect_options()
+    remote_ssh.launch(target, "jobs/k", files={}, command="sleep 60", options=opts)
+    wait_for(lambda: remote_ssh.status(target, "jobs/k", options=opts), lambda s: s.state == "running")
+    os.killpg(int((ssh_env.home / "jobs/k/pid").read_text()), signal.SIGKILL)
+    assert wait_for(lambda: remote_ssh.status(target, "jobs/k", options=opts), lambda s: s.state == "lost").state == "lost"
+    assert remote_ssh.status(target, "jobs/never-made", options=opts).state == "lost"
+
+
+@pytest.mark.parametrize("bad", [None, "", "gpu-box", "me@", "me@host:99999", "me@ho st", "me@host;rm -rf /"])
+def test_a_malformed_host_is_an_invalid_spec_naming_compute(bad, tmp_path):
+    with pytest.raises(InvalidSpecError) as err:
+        SSHBackend().submit(job_id="j1", run_dir=RunDir(tmp_path), target=bad)
+    assert err.value.field == "compute"
+
+
+def test_the_registry_gives_the_ssh_backend_with_no_required_variable():
+    backend = get_backend("ssh")
+    assert isinstance(backend, SSHBackend) and backend.credentials == ()
+
+
+def test_a_failing_spec_is_reported_failed_with_its_log(ssh_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("CARL_SSH_RUNNER", sys.executable)
+    run = RunDir(tmp_path / "run").create()
+    run.write_spec({"kind": "no-such-kind"})
+    backend = SSHBackend()
+    handle = backend.submit(job_id="jfail", run_dir=run, target=ssh_env.target)
+    assert handle == {"target": ssh_env.target, "remote_dir": remote_dir_for("jfail"), "run_dir": str(run.path),
+                      "runner": sys.executable}
+    assert (ssh_env.home / ".carl/jobs/jfail/carl-job.py").exists()
+    polled = wait_for(lambda: backend.poll(handle), lambda p: p.state.is_terminal(), timeout=60)
+    assert polled.state == JobState.FAILED and polled.exit_code != 0
+    page = backend.logs(handle, cursor=0, limit=1000)
+    assert page.lines and page.next_cursor > 0
+    backend.cancel(handle)  # cancelling a finished job does nothing
+    assert backend.poll(handle).state == JobState.FAILED
+
+
+@pytest.mark.slow
+def test_a_tiny_training_job_succeeds_and_its_run_dir_comes_back(ssh_env, monkeypatch, tmp_path):
+    pytest.importorskip("carl_engine.run")
+    monkeypatch.setenv("CARL_SSH_RUNNER", f"OMP_NUM_THREADS=1 {sys.executable}")
+    run = RunDir(tmp_path / "run").create()
+    run.write_spec({"kind": "train", "method": "sft", "model": "carl-tiny", "task": "arithmetic", "max_steps": 1})
+    backend = SSHBackend()
+    handle = backend.submit(job_id="jtiny", run_dir=run, target=ssh_env.target)
+    polled = wait_for(lambda: backend.poll(handle), lambda p: p.state.is_terminal(), timeout=240)
+    assert polled.state == JobState.SUCCEEDED, backend.logs(handle, limit=1000).lines[-20:]
+    assert run.read_result().step == 1  # mirrored by poll
+    files = backend.artifacts(handle, dest=tmp_path / "back")
+    assert tmp_path / "back" / "result.json" in files

@@ -15,12 +15,15 @@ was cut off from its latest checkpoint.
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from carl_engine.errors import InvalidSpecError
-from carl_engine.evaluation.spec import GateThresholds, validated
+from carl_engine.evaluation.spec import EvalReport, EvalSpec, GateThresholds, validated, write_report
+from carl_engine.runs import RunDir, RunResult
 
 STAGES: tuple[str, ...] = ("sft", "sft_gate", "grpo", "eval", "push")
 
@@ -96,6 +99,10 @@ class PipelineSpec(BaseModel):
         data = {k: v for k, v in (data or {}).items() if k != "kind"}
         return validated(cls, data)
 
+    def check(self) -> None:
+        """The checks beyond the fields (the job manager calls this before writing a job row); see `check`."""
+        check(self)
+
     # the plan ------------------------------------------------------------------------
     def plan(self) -> list[str]:
         """The stages this spec will run, one human-readable line each (for --dry-run)."""
@@ -162,3 +169,258 @@ def plan(spec: dict[str, Any] | PipelineSpec | None = None) -> list[str]:
     if not isinstance(spec, PipelineSpec):
         spec = PipelineSpec.from_dict(spec)
     return spec.plan()
+
+
+# running ---------------------------------------------------------------------------------
+def check(spec: PipelineSpec) -> None:
+    """The checks that need more than the fields (done before a job row is written).
+
+    Raises:
+        InvalidSpecError: unknown task; a local model path that does not exist.
+        MissingCredentialsError: push_to given without HF_TOKEN.
+    """
+    import os
+
+    from carl_engine.errors import MissingCredentialsError
+    from carl_engine.tasks import get_task
+
+    get_task(spec.task, field="task")
+    looks_local = spec.model.startswith(("/", ".", "~")) or spec.model.count("/") > 1
+    if looks_local and not Path(spec.model).expanduser().is_dir():
+        raise InvalidSpecError("model", "local model path does not exist", got=spec.model)
+    if spec.push_to and not os.environ.get("HF_TOKEN"):
+        raise MissingCredentialsError("HF_TOKEN", f"pushing to the Hub repo {spec.push_to}")
+
+class _Mirror:
+    """Copies a training stage's metrics, gate and checkpoint events into the pipeline's
+    events.jsonl while the stage runs, with the step shifted by `offset` (a global step)."""
+
+    KINDS = ("metrics", "gate", "checkpoint")
+
+    def __init__(self, source: RunDir, dest: RunDir, offset: int, stage: str) -> None:
+        import threading
+
+        self.source, self.dest, self.offset, self.stage = source, dest, offset, stage
+        self.cursor = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"mirror-{stage}", daemon=True)
+
+    def _copy(self) -> None:
+        events, self.cursor = self.source.read_events(self.cursor)
+        for event in events:
+            if event.get("kind") not in self.KINDS:
+                continue
+            fields = {k: v for k, v in event.items() if k not in ("time", "kind", "step")}
+            step = event.get("step")
+            self.dest.append_event(event["kind"], step=None if step is None else step + self.offset,
+                                   stage=self.stage, **fields)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.5):
+            self._copy()
+
+    def __enter__(self) -> _Mirror:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._copy()
+
+
+class _StageFailed(Exception):
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+class _Pipeline:
+    """One run of a pipeline spec in a run directory (see the module docstring)."""
+
+    def __init__(self, spec: PipelineSpec, run_dir: RunDir) -> None:
+        self.spec, self.run_dir = spec, run_dir
+        self.earlier = [run_dir] + ([RunDir(spec.resume_dir)] if spec.resume_dir else [])
+        self.done = self._completed()
+        self.metrics: dict[str, float] = {}
+
+    def _completed(self) -> dict[str, dict[str, Any]]:
+        """Stages completed by this run directory or the earlier attempt: stage -> its event."""
+        done: dict[str, dict[str, Any]] = {}
+        for run in reversed(self.earlier):
+            for event in run.iter_events("stage"):
+                if event.get("status") == "completed":
+                    done[event["stage"]] = event
+                elif event.get("status") in ("started", "failed"):
+                    done.pop(event["stage"], None)
+        return done
+
+    def stage_dir(self, name: str) -> RunDir:
+        return RunDir(self.run_dir.path / "stages" / name)
+
+    def _event(self, stage: str, status: str, **fields: Any) -> None:
+        self.run_dir.append_event("stage", stage=stage, status=status, **fields)
+
+    # stages ----------------------------------------------------------------------------
+    def train(self, name: str, data: dict[str, Any], offset: int) -> str:
+        """Run (or reuse, or continue) a training stage; returns its final checkpoint."""
+        if name in self.done and Path(self.done[name].get("checkpoint", "")).is_dir():
+            self._event(name, "reused", checkpoint=self.done[name]["checkpoint"])
+            return self.done[name]["checkpoint"]
+        from carl_engine.training.runner import train
+        from carl_engine.training.spec import TrainSpec
+
+        stage = self.stage_dir(name).create()
+        for run in self.earlier:  # a stage that was cut off continues from its latest checkpoint
+            latest = RunDir(run.path / "stages" / name).latest_checkpoint()
+            if latest is not None:
+                data = {**data, "resume_from": str(latest)}
+                break
+        spec = TrainSpec.parse(data)
+        stage.write_spec({**spec.model_dump(mode="json"), "kind": "train"})
+        self._event(name, "started", resume_from=data.get("resume_from"))
+        started = time.time()
+        with _Mirror(stage, self.run_dir, offset, name):
+            result = train(spec, stage)
+        stage.write_result(result)
+        checkpoint = result.checkpoint or (str(stage.latest_checkpoint()) if stage.latest_checkpoint() else None)
+        if result.status != "succeeded" or checkpoint is None:
+            why = result.error or f"training {result.status} without a checkpoint"
+            self._event(name, "failed", error=why)
+            raise _StageFailed(name, f"{name} stage {result.status}: {why}")
+        self.metrics.update({f"{name}/{k}": v for k, v in result.metrics.items()})
+        self._event(name, "completed", checkpoint=checkpoint, seconds=round(time.time() - started, 2))
+        return checkpoint
+
+    def evaluate(self, name: str, checkpoint: str, gate: GateThresholds, *, root: bool = False) -> EvalReport:
+        """Evaluate a checkpoint with a gate; eval.json goes to the stage folder (and the run root)."""
+        from carl_engine.evaluation.evaluate import evaluate
+        from carl_engine.evaluation.spec import read_report
+
+        earlier = read_report(self.stage_dir(name).path) if name in self.done else None
+        if earlier is not None and earlier.checkpoint == str(Path(checkpoint).resolve()):
+            self._event(name, "reused", passed=earlier.passed, reasons=earlier.reasons, checkpoint=checkpoint)
+            return earlier
+        s = self.spec
+        spec = EvalSpec(checkpoint=checkpoint, task=s.task, n=s.eval_n, group_size=s.eval_group_size,
+                        max_new_tokens=s.max_completion_length, seed=s.seed, gate=gate)
+        self._event(name, "started", checkpoint=checkpoint)
+        report = evaluate(spec)
+        write_report(report, self.stage_dir(name).create().path)
+        if root:
+            write_report(report, self.run_dir.path)
+        flat = report.metrics.flat()
+        self.metrics.update({f"{name}/{k.removeprefix('eval/')}": v for k, v in flat.items()})
+        self.run_dir.append_event("metrics", step=None, stage=name, metrics={f"{name}/{k}": v for k, v in flat.items()})
+        status = "completed" if report.passed else "failed"
+        self._event(name, status, passed=report.passed, reasons=report.reasons, checkpoint=checkpoint)
+        return report
+
+    def push(self, checkpoint: str) -> dict[str, Any]:
+        """Push (or export) the passing checkpoint with its eval verdict."""
+        from carl_engine.hub import push_checkpoint
+
+        self._event("push", "started", checkpoint=checkpoint)
+        out = push_checkpoint(checkpoint, repo_id=self.spec.push_to, local_dir=self.spec.push_local_dir,
+                              private=self.spec.private, eval_report=self.run_dir.eval_path)
+        self._event("push", "completed", checkpoint=checkpoint, **out)
+        return out
+
+
+def _sft_data(s: PipelineSpec) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "method": "sft", "model": s.model, "dataset": s.task, "max_steps": s.sft_steps,
+        "learning_rate": s.sft_learning_rate, "batch_size": s.sft_batch_size, "seed": s.seed,
+        "save_steps": s.sft_steps,
+    }
+    if s.lora:
+        data["lora"] = {}
+    return {**data, **s.sft_overrides}
+
+
+def _grpo_data(s: PipelineSpec, start: str) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "method": "grpo", "model": start, "dataset": s.task, "max_steps": s.grpo_steps,
+        "rewards": {"task": 1.0, "carl": s.carl_weight}, "carl": {"preset": s.carl_preset},
+        "cascade": {"gate": s.cascade, "start_step": s.cascade_start_step, "warmup_steps": s.warmup_steps},
+        "learning_rate": s.grpo_learning_rate, "batch_size": s.grpo_batch_size,
+        "num_generations": s.num_generations, "max_completion_length": s.max_completion_length,
+        "seed": s.seed, "save_steps": s.grpo_steps,
+    }
+    if s.lora:
+        data["lora"] = {}
+    return {**data, **s.grpo_overrides}
+
+
+def merge_adapter(checkpoint: str, dest: Path) -> str:
+    """A LoRA checkpoint merged into its base model, saved as a full model folder (for the next stage)."""
+    if not (Path(checkpoint) / "adapter_config.json").is_file():
+        return checkpoint
+    if (dest / "config.json").is_file():
+        return str(dest)
+    from carl_engine.evaluation.evaluate import load_checkpoint, resolve_checkpoint
+
+    model, tokenizer = load_checkpoint(resolve_checkpoint(checkpoint))
+    model.merge_and_unload().save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    return str(dest)
+
+
+def run(spec: dict[str, Any], run_dir: RunDir) -> RunResult:
+    """Run the pipeline (the job handler of kind "pipeline").
+
+    Returns:
+        succeeded when the final gate passed (and the push, when asked, went through);
+        failed with the failing stage's reasons otherwise. `extra` holds each stage's outcome.
+
+    Raises:
+        InvalidSpecError: a bad spec (before anything runs).
+    """
+    s = PipelineSpec.from_dict(spec)
+    p = _Pipeline(s, run_dir)
+    run_dir.append_event("progress", max_steps=s.sft_steps + s.grpo_steps)
+    extra: dict[str, Any] = {"plan": s.plan()}
+    try:
+        checkpoint = s.model
+        sft_checkpoint = None
+        if s.sft_steps:
+            sft_checkpoint = checkpoint = p.train("sft", _sft_data(s), offset=0)
+            gate = p.evaluate("sft_gate", checkpoint, s.sft_gate)
+            extra["sft_gate"] = {"passed": gate.passed, "reasons": gate.reasons}
+            if not gate.passed:
+                raise _StageFailed("sft_gate", "the SFT gate failed: " + "; ".join(gate.reasons))
+        else:
+            p._event("sft", "skipped", reason="sft_steps = 0")
+        if s.grpo_steps:
+            start = merge_adapter(checkpoint, p.stage_dir("sft").path / "merged") if sft_checkpoint else s.model
+            checkpoint = p.train("grpo", _grpo_data(s, start), offset=s.sft_steps)
+        else:
+            p._event("grpo", "skipped", reason="grpo_steps = 0")
+        final = s.final_gate
+        if s.compare_to_sft and sft_checkpoint and s.grpo_steps:
+            final = final.model_copy(update={"baseline": sft_checkpoint})
+        report = p.evaluate("eval", checkpoint, final, root=True)
+        extra["eval"] = {"passed": report.passed, "reasons": report.reasons, "checkpoint": checkpoint}
+        if not report.passed:
+            raise _StageFailed("eval", "the final eval gate failed: " + "; ".join(report.reasons))
+        if s.push_to or s.push_local_dir:
+            extra["push"] = p.push(checkpoint)
+        else:
+            p._event("push", "skipped", reason="no push_to or push_local_dir given")
+    except _StageFailed as failed:
+        return RunResult(status="failed", step=_step(s, failed.stage), max_steps=s.sft_steps + s.grpo_steps,
+                         metrics=p.metrics, checkpoint=_latest(p), error=str(failed), extra=extra)
+    return RunResult(status="succeeded", step=s.sft_steps + s.grpo_steps, max_steps=s.sft_steps + s.grpo_steps,
+                     metrics=p.metrics, checkpoint=checkpoint, extra=extra)
+
+
+def _step(s: PipelineSpec, stage: str) -> int:
+    return {"sft": 0, "sft_gate": s.sft_steps, "grpo": s.sft_steps}.get(stage, s.sft_steps + s.grpo_steps)
+
+
+def _latest(p: _Pipeline) -> str | None:
+    for name in ("grpo", "sft"):
+        latest = p.stage_dir(name).latest_checkpoint()
+        if latest is not None:
+            return str(latest)
+    return None

@@ -375,6 +375,8 @@ class JobStore:
         Raises:
             JobNotFoundError: no such job.
         """
+        if "state" in fields:
+            raise ValueError("cannot set column 'state' with update; use transition")
         if not fields:
             return True
         sets, args = _set_clause(fields)

@@ -71,3 +71,7 @@ class GateRefusedError(CarlError, PermissionError):
 
 class TrainingError(CarlError, RuntimeError):
     """Training could not start or stopped with an error."""
+
+
+class ServiceError(CarlError, RuntimeError):
+    """An outside service (Claude's Messages API, the Hugging Face Hub) failed or refused a request."""

@@ -21,7 +21,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import anyio.to_thread
@@ -37,6 +37,9 @@ from starlette.responses import JSONResponse
 from carl_engine.errors import CarlError
 from carl_studio.tools.base import ToolContext, ToolSpec
 from carl_studio.tools.registry import TOOLS
+
+if TYPE_CHECKING:
+    from carl_engine.jobs.manager import JobManager
 
 logger = logging.getLogger("carl_studio.server")
 
@@ -65,12 +68,16 @@ def _version() -> str:
         return "0+unknown"
 
 
-def build_server(*, tools: list[ToolSpec] | None = None, log_file: str | None = None) -> MCPServer[ServerState]:
+def build_server(
+    *, tools: list[ToolSpec] | None = None, log_file: str | None = None, jobs: JobManager | None = None
+) -> MCPServer[ServerState]:
     """The CARL Studio MCP server with every tool registered.
 
     Args:
         tools: the tools to register (default: carl_studio.tools.registry.TOOLS).
         log_file: where unexpected errors' tracebacks go, named in the generic error message.
+        jobs: the job manager the tools use (default: one over the store at $CARL_HOME/jobs.db,
+            opened by the lifespan).
 
     Returns:
         An `MCPServer` to run over stdio, SSE or streamable HTTP (see carl_studio.server.main).
@@ -80,7 +87,7 @@ def build_server(*, tools: list[ToolSpec] | None = None, log_file: str | None = 
     async def lifespan(_: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
         from carl_engine.jobs.manager import JobManager
 
-        state = ServerState(tools=ToolContext(JobManager()), log_file=log_file)
+        state = ServerState(tools=ToolContext(jobs if jobs is not None else JobManager()), log_file=log_file)
         async with anyio.create_task_group() as group:
             group.start_soon(_reconcile, state.tools)
             try:

@@ -108,17 +108,20 @@ class ToolSpec:
         try:
             request = self.request.model_validate(arguments)
         except ValidationError as err:
-            raise invalid_spec_from(err) from None
+            raise invalid_spec_from(err, self.request) from None
         return self.fn(request, ctx)
 
 
-def invalid_spec_from(err: ValidationError) -> InvalidSpecError:
+def invalid_spec_from(err: ValidationError, model: type[BaseModel] | None = None) -> InvalidSpecError:
     """The first error of a pydantic `ValidationError` as an `InvalidSpecError` naming its field.
 
     Example: `max_steps: Input should be less than or equal to 1000000; got -1`.
     """
     first = err.errors(include_url=False)[0]
     field = ".".join(str(part) for part in first.get("loc", ())) or "request"
+    if first.get("type") == "extra_forbidden":
+        known = ", ".join(model.model_fields) if model is not None and len(first.get("loc", ())) == 1 else None
+        return InvalidSpecError(field, "is not a known argument", hint=f"known: {known}" if known else None)
     rule = first.get("msg", "invalid value")
     if rule.startswith("Value error, "):
         rule = rule.removeprefix("Value error, ")

@@ -327,7 +327,8 @@ class _Pipeline:
         return out
 
 
-def _sft_data(s: PipelineSpec) -> dict[str, Any]:
+def sft_train_spec(s: PipelineSpec) -> dict[str, Any]:
+    """The TrainSpec fields of the SFT stage (overrides last)."""
     data: dict[str, Any] = {
         "method": "sft", "model": s.model, "dataset": s.task, "max_steps": s.sft_steps,
         "learning_rate": s.sft_learning_rate, "batch_size": s.sft_batch_size, "seed": s.seed,
@@ -338,7 +339,8 @@ def _sft_data(s: PipelineSpec) -> dict[str, Any]:
     return {**data, **s.sft_overrides}
 
 
-def _grpo_data(s: PipelineSpec, start: str) -> dict[str, Any]:
+def grpo_train_spec(s: PipelineSpec, start: str) -> dict[str, Any]:
+    """The TrainSpec fields of the GRPO stage, starting from the model/checkpoint `start` (overrides last)."""
     data: dict[str, Any] = {
         "method": "grpo", "model": start, "dataset": s.task, "max_steps": s.grpo_steps,
         "rewards": {"task": 1.0, "carl": s.carl_weight}, "carl": {"preset": s.carl_preset},
@@ -384,7 +386,7 @@ def run(spec: dict[str, Any], run_dir: RunDir) -> RunResult:
         checkpoint = s.model
         sft_checkpoint = None
         if s.sft_steps:
-            sft_checkpoint = checkpoint = p.train("sft", _sft_data(s), offset=0)
+            sft_checkpoint = checkpoint = p.train("sft", sft_train_spec(s), offset=0)
             gate = p.evaluate("sft_gate", checkpoint, s.sft_gate)
             extra["sft_gate"] = {"passed": gate.passed, "reasons": gate.reasons}
             if not gate.passed:
@@ -393,7 +395,7 @@ def run(spec: dict[str, Any], run_dir: RunDir) -> RunResult:
             p._event("sft", "skipped", reason="sft_steps = 0")
         if s.grpo_steps:
             start = merge_adapter(checkpoint, p.stage_dir("sft").path / "merged") if sft_checkpoint else s.model
-            checkpoint = p.train("grpo", _grpo_data(s, start), offset=s.sft_steps)
+            checkpoint = p.train("grpo", grpo_train_spec(s, start), offset=s.sft_steps)
         else:
             p._event("grpo", "skipped", reason="grpo_steps = 0")
         final = s.final_gate

@@ -220,25 +220,28 @@ def read_metadata(text: str) -> dict[str, Any]:
 
 
 def replay_relay(lines: list[str], run_dir: RunDir) -> tuple[int, bool]:
-    """Rebuild events.jsonl and result.json in `run_dir` from relayed log lines.
+    """Rewrite events.jsonl (and result.json, once relayed) in `run_dir` from relayed log lines.
 
     Args:
-        lines: log lines, in order, as the job printed them (other lines are ignored).
-        run_dir: the local run dir; events are appended, so pass only lines not replayed before.
+        lines: every log line of the job so far, in order; lines without a mark are ignored.
+        run_dir: the local run dir; its events.jsonl is replaced atomically by the relayed events.
 
     Returns:
-        (number of events written, whether a result was found).
+        (number of events relayed, whether a result was found).
     """
-    n_events, found_result = 0, False
+    events: list[str] = []
+    result: RunResult | None = None
     for line in lines:
         text = line.strip()
         if text.startswith(EVENT_MARK):
-            record = json.loads(text[len(EVENT_MARK) :])
-            run_dir.path.mkdir(parents=True, exist_ok=True)
-            with open(run_dir.events_path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            n_events += 1
+            events.append(json.dumps(json.loads(text[len(EVENT_MARK) :])) + "\n")
         elif text.startswith(RESULT_MARK):
-            run_dir.write_result(RunResult.model_validate_json(text[len(RESULT_MARK) :]))
-            found_result = True
-    return n_events, found_result
+            result = RunResult.model_validate_json(text[len(RESULT_MARK) :])
+    run_dir.path.mkdir(parents=True, exist_ok=True)
+    if events:
+        tmp = run_dir.events_path.with_name(".events.jsonl.relay.tmp")
+        tmp.write_text("".join(events))
+        tmp.replace(run_dir.events_path)
+    if result is not None:
+        run_dir.write_result(result)
+    return len(events), result is not None

@@ -40,19 +40,19 @@ START_GRACE_S = 60  # a launched job may take this long to write its pid
 KILL_GRACE_S = 30  # SIGKILL follows SIGTERM after this many seconds
 CONNECT_TIMEOUT_S = 20
 LOG_CHUNK_BYTES = 1 << 20  # at most this much of out.log is read per `read_log`
-_TARGET = re.compile(r"^(?P<user>[A-Za-z_][A-Za-z0-9._-]{0,31})@(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}))(?::(?P<port>\d{1,5}))?$")
-_TARGET_RULE = "must be user@host[:port] (host a name or IPv4 address, port 1-65535)"
+_TARGET = re.compile(r"^(?:(?P<user>[A-Za-z_][A-Za-z0-9._-]{0,31})@)?(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}))(?::(?P<port>\d{1,5}))?$")
+_TARGET_RULE = "must be [user@]host[:port] (host a name or IPv4 address, port 1-65535)"
 
 
 @dataclass(frozen=True)
 class SSHTarget:
-    user: str
+    user: str | None  # None: the local login name (asyncssh's default)
     host: str
     port: int = 22
 
     @classmethod
     def parse(cls, text: str | None) -> SSHTarget:
-        """`user@host[:port]` -> SSHTarget.
+        """`[user@]host[:port]` -> SSHTarget.
 
         Raises:
             InvalidSpecError: field `compute`, when `text` is not of that form.
@@ -64,7 +64,7 @@ class SSHTarget:
         return cls(match["user"], match["host"], port)
 
     def __str__(self) -> str:
-        return f"{self.user}@{self.host}:{self.port}"
+        return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)

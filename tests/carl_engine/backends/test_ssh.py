@@ -70,7 +70,7 @@ def test_a_job_killed_behind_our_back_is_lost(ssh_env):
     assert remote_ssh.status(target, "jobs/never-made", options=opts).state == "lost"
 
 
-@pytest.mark.parametrize("bad", [None, "", "gpu-box", "me@", "me@host:99999", "me@ho st", "me@host;rm -rf /"])
+@pytest.mark.parametrize("bad", [None, "", "me@", "@box", "me@host:99999", "me@ho st", "me@host;rm -rf /", "a@b@c"])
 def test_a_malformed_host_is_an_invalid_spec_naming_compute(bad, tmp_path):
     with pytest.raises(InvalidSpecError) as err:
         SSHBackend().submit(job_id="j1", run_dir=RunDir(tmp_path), target=bad)
@@ -112,3 +112,8 @@ def test_a_tiny_training_job_succeeds_and_its_run_dir_comes_back(ssh_env, monkey
     assert run.read_result().step == 1  # mirrored by poll
     files = backend.artifacts(handle, dest=tmp_path / "back")
     assert tmp_path / "back" / "result.json" in files
+
+
+def test_the_user_is_optional_in_a_target():
+    assert remote_ssh.SSHTarget.parse("gpu-box") == remote_ssh.SSHTarget(None, "gpu-box", 22)
+    assert str(remote_ssh.SSHTarget.parse("me@10.0.0.7:2222")) == "me@10.0.0.7:2222"

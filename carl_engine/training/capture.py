@@ -46,6 +46,7 @@ class TokenStatsProcessor(LogitsProcessor):
             raise ValueError(f"temperature must be > 0; got {temperature}")
         self.temperature = float(temperature)
         self.prompt_length: int | None = None
+        self.vocab_size: int | None = None  # V, the scores' last dimension
         self.entropy_steps: list[torch.Tensor] = []  # one [B] per step
         self.selected_steps: list[torch.Tensor] = []  # one [B] per step whose token is known
         self._prev_logp: torch.Tensor | None = None  # [B, V], the latest step only
@@ -53,6 +54,7 @@ class TokenStatsProcessor(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.prompt_length is None:
             self.prompt_length = input_ids.shape[1]
+            self.vocab_size = scores.shape[-1]
         elif self._prev_logp is not None:
             sampled = input_ids[:, -1:]  # [B, 1]: the token drawn at the previous step
             self.selected_steps.append(self._prev_logp.gather(1, sampled).squeeze(1))
@@ -92,6 +94,22 @@ class CapturedStats:
 
     entropy: list[list[float]]
     selected_logprob: list[list[float]]
+    vocab_size: int
+
+    @classmethod
+    def from_tensors(
+        cls, entropy_BT: torch.Tensor, selected_BT: torch.Tensor, vocab_size: int, completion_ids: list[list[int]]
+    ) -> CapturedStats | None:
+        """Cut [B, T] statistics to each completion's length; None when they do not cover the completions."""
+        lengths = [len(ids) for ids in completion_ids]
+        if entropy_BT.shape[0] != len(lengths) or any(n > entropy_BT.shape[1] for n in lengths):
+            return None
+        entropy_rows, selected_rows = entropy_BT.float().cpu().tolist(), selected_BT.float().cpu().tolist()
+        return cls(
+            entropy=[row[:n] for row, n in zip(entropy_rows, lengths)],
+            selected_logprob=[row[:n] for row, n in zip(selected_rows, lengths)],
+            vocab_size=int(vocab_size),
+        )
 
 
 class GenerateCapture:
@@ -104,7 +122,7 @@ class GenerateCapture:
 
     def __init__(self, temperature: float) -> None:
         self.temperature = temperature
-        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []  # (entropy [B,T], selected [B,T]) per call
+        self.calls: list[tuple[torch.Tensor, torch.Tensor, int]] = []  # (entropy [B,T], selected [B,T], V) per call
 
     @contextlib.contextmanager
     def attached(self, model: Any) -> Iterator[GenerateCapture]:
@@ -120,7 +138,7 @@ class GenerateCapture:
             kwargs["logits_processor"] = extra
             output = original(*args, **kwargs)
             sequences = output if isinstance(output, torch.Tensor) else output.sequences
-            capture.calls.append(processor.finish(sequences))
+            capture.calls.append((*processor.finish(sequences), processor.vocab_size or 0))
             return output
 
         model.generate = generate_with_capture
@@ -141,15 +159,5 @@ class GenerateCapture:
         """
         if len(self.calls) != 1:
             return None
-        entropy, selected = self.calls[0]
-        if entropy.shape[0] != len(completion_ids):
-            return None
-        entropy_rows = entropy.cpu().tolist()
-        selected_rows = selected.cpu().tolist()
-        lengths = [len(ids) for ids in completion_ids]
-        if any(n > entropy.shape[1] for n in lengths):
-            return None
-        return CapturedStats(
-            entropy=[row[:n] for row, n in zip(entropy_rows, lengths)],
-            selected_logprob=[row[:n] for row, n in zip(selected_rows, lengths)],
-        )
+        entropy, selected, vocab_size = self.calls[0]
+        return CapturedStats.from_tensors(entropy, selected, vocab_size, completion_ids)

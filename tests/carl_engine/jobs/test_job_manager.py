@@ -135,7 +135,7 @@ def test_stop_records_cancelled_first_is_idempotent_and_keeps_the_checkpoint(man
     behave(monkeypatch, hang_at=5)
     job = manager.submit("train", SPEC)
     deadline = time.monotonic() + 20
-    while manager.get(job.job_id).checkpoint is None and time.monotonic() < deadline:
+    while not str(manager.get(job.job_id).checkpoint).endswith("checkpoint-4") and time.monotonic() < deadline:
         time.sleep(0.05)
     stopped = manager.stop(job.job_id, reason="enough")
     assert stopped.state == JobState.CANCELLED and stopped.ended_at is not None
@@ -165,7 +165,7 @@ def test_a_killed_job_is_lost_and_its_resume_continues_the_global_step(manager, 
     behave(monkeypatch, hang_at=5)
     job = manager.submit("train", SPEC)
     deadline = time.monotonic() + 20
-    while manager.get(job.job_id).step < 4 and time.monotonic() < deadline:
+    while not str(manager.get(job.job_id).checkpoint).endswith("checkpoint-4") and time.monotonic() < deadline:
         time.sleep(0.05)
     os.killpg(job.handle["pid"], signal.SIGKILL)
     lost = wait_for(manager, job.job_id, {JobState.LOST, JobState.FAILED})

@@ -56,19 +56,27 @@ class FlavorInfo(Response):
     name: str = Field(description="Flavor or GPU type, as used after 'backend:' in compute.")
     gpu: str | None = Field(None, description="GPU model (null for CPU flavors).")
     gpu_count: int = Field(0, ge=0, description="GPUs per machine.")
-    vram_gb: float | None = Field(None, ge=0, description="Total GPU memory, GB.")
+    vram_gb_per_gpu: float | None = Field(None, ge=0, description="Memory of one GPU, GB.")
     price_per_hour_usd: float | None = Field(None, ge=0, description="Hourly price, USD (null when unknown).")
-    fits: bool | None = Field(None, description="With a model given: whether the estimate fits this flavor's memory.")
+    fits: bool | None = Field(
+        None, description="With a model given: whether the run fits one GPU's memory (null: CPU flavor or no model)."
+    )
+    fits_sharded: bool | None = Field(
+        None, description="With a model given: whether it fits with weights/optimizer sharded over the GPUs (FSDP)."
+    )
+    headroom_gb: float | None = Field(None, description="One GPU's memory minus the need, GB (negative: short by).")
 
 
 class ModelFit(Response):
     model: str = Field(description="The model checked.")
-    architecture: str | None = Field(None, description="Its architecture (from config.json).")
-    num_parameters: int | None = Field(None, ge=0, description="Parameter count.")
-    vram_needed_gb: float = Field(ge=0, description="Estimated GPU memory the run needs, GB.")
-    breakdown: dict[str, float] = Field(default_factory=dict, description="The estimate's parts in GB (weights, grads...).")
+    architecture: str = Field(description="Its architecture (from config.json).")
+    modality: str = Field(description="text or vision-language.")
+    num_parameters: int = Field(ge=0, description="Parameter count (from the config's shapes).")
+    trainable_parameters: int = Field(ge=0, description="Parameters the optimizer updates (all, or the LoRA adapter).")
+    vram_needed_gb: float = Field(ge=0, description="Estimated GPU memory the run needs, GB (20% margin included).")
+    breakdown_gb: dict[str, float] = Field(default_factory=dict, description="The estimate's parts, GB.")
     method: str = Field(description="Method the estimate is for.")
-    note: str = Field("", description="How the estimate is made (see docs).")
+    note: str = Field(description="How the estimate is made.")
 
 
 class ComputeResponse(Response):
@@ -122,8 +130,43 @@ def carl_compute(request: ComputeRequest, ctx: ToolContext) -> ComputeResponse:
     return ComputeResponse(backends=backends, flavors=flavors, source=source, fit=fit)
 
 
+#: backends that rent machines by flavor; the others run where you point them (no flavor list)
+FLAVOR_BACKENDS = ("hf_jobs", "runpod")
+LIVE_TIMEOUT_S = 5.0
+
+
 def _flavors_and_fit(request: ComputeRequest) -> tuple[list[FlavorInfo], str, ModelFit | None]:
-    return [], "catalogue unavailable", None
+    from carl_engine.compute import estimate_vram, fit_flavor, list_flavors
+
+    if request.backend is not None and request.backend not in FLAVOR_BACKENDS:
+        flavors, source = [], f"{request.backend} runs on machines you provide: no flavor list"
+    else:
+        found = list_flavors(request.backend, live=request.live, timeout_s=LIVE_TIMEOUT_S)
+        flavors = found.flavors
+        source = "; ".join(f"{backend}: {where}" for backend, where in found.sources.items())
+    if request.model is None:
+        return [_flavor_info(f) for f in flavors], source, None
+    from carl_engine.models import ModelSpec
+
+    spec = ModelSpec.from_pretrained(request.model, list_modules=False)
+    estimate = estimate_vram(spec, method=request.method, lora=request.lora, quantization=request.quantization,
+                             seq_len=request.seq_len, batch=request.batch_size)
+    infos = []
+    for flavor in flavors:
+        fit = fit_flavor(estimate, flavor)
+        infos.append(_flavor_info(flavor, fits=fit.fits, fits_sharded=fit.fits_sharded, headroom_gb=fit.headroom_gb))
+    fit = ModelFit(
+        model=request.model, architecture=spec.architecture, modality=spec.modality,
+        num_parameters=spec.num_parameters, trainable_parameters=estimate.trainable_parameters,
+        vram_needed_gb=estimate.needed_gb, breakdown_gb=estimate.breakdown_gb, method=request.method,
+        note=f"(static + transient + CUDA context) x {1 + estimate.margin:g}; formula in carl_engine/compute.py",
+    )  # fmt: skip
+    return infos, source, fit
+
+
+def _flavor_info(flavor, **fit) -> FlavorInfo:
+    return FlavorInfo(backend=flavor.backend, name=flavor.name, gpu=flavor.gpu, gpu_count=flavor.gpu_count,
+                      vram_gb_per_gpu=flavor.vram_gb_per_gpu, price_per_hour_usd=flavor.price_per_hour_usd, **fit)
 
 
 COMPUTE = ToolSpec(

@@ -1,1 +1,1 @@
-"""carl_studio.cli"""
+"""carl_studio.cli: the `carl` command line (typer + rich) over carl_studio.tools."""

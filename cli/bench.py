@@ -1,0 +1,80 @@
+"""`carl bench reward [...]` (inline ratios) and `carl bench ab [...]` (starts the A/B job)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from carl_studio.cli.eval import call_tool
+from carl_studio.tools.bench import BENCH, BenchResponse
+
+bench_app = typer.Typer(help="Benchmarks: reward throughput / GRPO overhead, and the seed-matched A/B bench.",
+                        no_args_is_help=True)
+
+
+def render(out: BenchResponse) -> None:
+    """Print a bench response (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if out.bench == "ab":
+        console.print(f"A/B bench job [bold]{out.job_id}[/bold] started ({out.state}); {out.next}")
+        return
+    table = Table("arm", "shape", "ours (s)", "reference (s)", "speed-up", "max |diff|")
+    for name in ("from_logits", "from_stats"):
+        t: dict[str, Any] = (out.throughput or {})[name]
+        table.add_row(name, "x".join(map(str, t["shape"])), f"{t['ours_s']:.4f}", f"{t['reference_s']:.4f}",
+                      f"{t['speedup']:.2f}x", f"{t['max_abs_diff']:.1e}")
+    console.print(table)
+    if out.grpo_overhead:
+        for key, value in out.ratios.items():
+            if key.endswith("_ratio"):
+                console.print(f"{key}: {value:.3f}")
+    console.print(out.next)
+
+
+@bench_app.command("reward")
+def reward_command(
+    batch: int = typer.Option(4, help="B of the [B, T, V] logits."),
+    length: int = typer.Option(128, help="T of the logits."),
+    vocab: int = typer.Option(8000, help="V of the logits."),
+    stats_batch: int = typer.Option(16, help="B of the per-token stats."),
+    stats_length: int = typer.Option(256, help="T of the per-token stats."),
+    repeats: int = typer.Option(3, help="Timed calls per arm (median)."),
+    grpo_overhead: bool = typer.Option(False, "--grpo-overhead", help="Also time GRPO steps on carl-tiny."),
+    grpo_steps: int = typer.Option(4, help="GRPO steps per arm with --grpo-overhead."),
+    json_out: bool = typer.Option(False, "--json", help="Print the response as JSON."),
+) -> None:
+    """Time the CARL reward against the numpy reference (and GRPO overhead); print the ratios."""
+    arguments = {k: v for k, v in locals().items() if k != "json_out"}
+    call_tool(BENCH, {"bench": "reward", **arguments}, json_out=json_out, render=render)
+
+
+@bench_app.command("ab")
+def ab_command(
+    task: str = typer.Option("arithmetic", help="Built-in task."),
+    model: str = typer.Option("carl-tiny", help="Base model."),
+    arms: str = typer.Option("task,task+carl,task+carl+guard", help="Comma-separated arms."),
+    seeds: int = typer.Option(2, help="Seeds (each arm trains once per seed)."),
+    sft_steps: int = typer.Option(60, help="SFT warm-start steps per seed."),
+    grpo_steps: int = typer.Option(8, help="GRPO steps per arm and seed."),
+    carl_weight: float = typer.Option(0.5, help="CARL weight next to the task reward."),
+    eval_n: int = typer.Option(32, help="Eval prompts per arm and seed."),
+    alpha: float = typer.Option(0.05, help="Significance level."),
+    compute: str = typer.Option("local", help="Where the job runs."),
+    json_out: bool = typer.Option(False, "--json", help="Print the response as JSON."),
+) -> None:
+    """Start the seed-matched A/B bench job; follow it with `carl status <job-id>`."""
+    arguments = {
+        "bench": "ab", "task": task, "model": model, "arms": [a.strip() for a in arms.split(",") if a.strip()],
+        "seeds": seeds, "sft_steps": sft_steps, "ab_grpo_steps": grpo_steps, "carl_weight": carl_weight,
+        "eval_n": eval_n, "alpha": alpha, "compute": compute,
+    }
+    call_tool(BENCH, arguments, json_out=json_out, render=render)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `carl bench` to the CLI app."""
+    app.add_typer(bench_app, name="bench")

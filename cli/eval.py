@@ -1,0 +1,95 @@
+"""`carl eval <checkpoint|job-id> [--task arithmetic] [-n 64] [--min-accuracy 0.6] [--baseline ...] [--json]`.
+
+Calls the carl_eval tool and renders its response. Exit status: 0 when the gate passed
+(or an eval job was started), 1 when it failed, 2 on bad input — so CI can gate on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from carl_studio.tools.base import Response, ToolContext, ToolSpec
+from carl_studio.tools.eval import EVAL, EvalResponse
+
+
+def call_tool(spec: ToolSpec, arguments: dict[str, Any], *, json_out: bool, render: Any) -> Any:
+    """Call a tool as the CLI does: errors to stderr with exit status 2, the response as JSON or rendered."""
+    from carl_engine.errors import CarlError
+
+    try:
+        out: Response = spec.call(arguments, ToolContext())
+    except CarlError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    if json_out:
+        typer.echo(out.model_dump_json(indent=2))
+    else:
+        render(out)
+    return out
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def render(out: EvalResponse) -> None:
+    """Print an eval response as tables (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if out.mode == "job":
+        console.print(f"eval job [bold]{out.job_id}[/bold] started ({out.state}); {out.next}")
+        return
+    colour = "green" if out.passed else "red"
+    console.print(f"[bold {colour}]{(out.verdict or '').upper()}[/bold {colour}]  {out.checkpoint}")
+    for reason in out.reasons:
+        console.print(f"  {reason}")
+    table = Table("metric", "candidate", "95% interval", *(["baseline"] if out.baseline_metrics else []))
+    m, b = out.metrics, out.baseline_metrics
+    assert m is not None
+    rows: list[tuple[str, Any, Any]] = [
+        ("accuracy (greedy)", m.accuracy, b.accuracy if b else None),
+        ("mean Φ", m.phi_mean, b.phi_mean if b else None),
+        ("group diversity", m.diversity, b.diversity if b else None),
+    ]
+    for name, iv, base in rows:
+        extra = [_fmt(base.value)] if b else []
+        table.add_row(name, _fmt(iv.value), f"[{_fmt(iv.low)}, {_fmt(iv.high)}]", *extra)
+    for key, value in m.carl.items():
+        table.add_row(f"carl {key}", _fmt(value), "", *([_fmt(b.carl.get(key))] if b else []))
+    table.add_row("mean length (tokens)", f"{m.mean_length:.1f}", "", *([f"{b.mean_length:.1f}"] if b else []))
+    console.print(table)
+    console.print(f"eval.json: {', '.join(out.eval_json) or '(not written)'}  ·  {out.next}")
+
+
+def eval_command(
+    checkpoint: str = typer.Argument(..., help="Checkpoint folder, run directory, or job id."),
+    task: str = typer.Option("arithmetic", help="Built-in task (prompts and verifier)."),
+    dataset: str | None = typer.Option(None, help="Local .jsonl/.json/.csv/.parquet file with prompt and answer."),
+    n: int = typer.Option(32, "-n", "--n", help="Prompts to evaluate; above 64 the eval runs as a job."),
+    group_size: int = typer.Option(4, help="Sampled completions per prompt (Φ, CARL, diversity)."),
+    temperature: float = typer.Option(1.0, help="Sampling temperature of the group completions."),
+    max_new_tokens: int = typer.Option(32, help="Longest completion, in tokens."),
+    seed: int = typer.Option(0, help="Seed of prompts and sampling."),
+    min_accuracy: float | None = typer.Option(None, help="Gate: accuracy must be at least this."),
+    phi_min: float | None = typer.Option(None, help="Gate: mean Φ must be at least this."),
+    phi_max: float | None = typer.Option(None, help="Gate: mean Φ must be at most this."),
+    min_diversity: float | None = typer.Option(None, help="Gate: group diversity must be at least this."),
+    baseline: str | None = typer.Option(None, help="Gate: not worse than this checkpoint or job beyond the intervals."),
+    mode: str = typer.Option("auto", help="auto | inline | job."),
+    compute: str = typer.Option("local", help="Where an eval job runs."),
+    json_out: bool = typer.Option(False, "--json", help="Print the response as JSON."),
+) -> None:
+    """Evaluate a checkpoint and apply the eval gate (exit 1 when the gate fails)."""
+    arguments = {k: v for k, v in locals().items() if k not in ("json_out",) and v is not None}
+    out = call_tool(EVAL, arguments, json_out=json_out, render=render)
+    if out.mode == "inline" and not out.passed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `carl eval` to the CLI app."""
+    app.command("eval")(eval_command)

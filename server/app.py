@@ -149,7 +149,7 @@ def mcp_tool_function(spec: ToolSpec) -> Callable[..., Any]:
             )
         request_args = {name: arguments[name] for name in given if name in arguments}
         try:
-            return await anyio.to_thread.run_sync(spec.call, request_args, state.tools)
+            return with_inline_images(await anyio.to_thread.run_sync(spec.call, request_args, state.tools))
         except CarlError as err:
             raise ToolError(str(err)) from None
         except Exception as err:
@@ -172,6 +172,22 @@ def mcp_tool_function(spec: ToolSpec) -> Callable[..., Any]:
     run.__name__ = run.__qualname__ = spec.name
     run.__doc__ = spec.description
     return run
+
+
+def with_inline_images(result: Any) -> Any:
+    """A response whose `inline_images()` returns (mime, bytes) pairs (carl_observe's plot) as a
+    CallToolResult: the structured response plus those images as MCP image content."""
+    images = getattr(result, "inline_images", None)
+    found = images() if callable(images) else []
+    if not found:
+        return result
+    import base64
+
+    from mcp.types import CallToolResult, ImageContent, TextContent
+
+    content: list[Any] = [TextContent(type="text", text=result.model_dump_json(indent=2))]
+    content += [ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime) for mime, data in found]
+    return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
 
 
 def _given_argument_names(ctx: Context) -> set[str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from carl_studio.tools.base import ToolSpec
 from carl_studio.tools.compute import COMPUTE
 from carl_studio.tools.jobs import LOGS, STATUS, STOP
+from carl_studio.tools.observe import OBSERVE
+from carl_studio.tools.push import PUSH
 from carl_studio.tools.train import TRAIN
 
 TOOLS: list[ToolSpec] = [
@@ -17,6 +19,8 @@ TOOLS: list[ToolSpec] = [
     STATUS,
     LOGS,
     STOP,
+    OBSERVE,
+    PUSH,
 ]
 
 

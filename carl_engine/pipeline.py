@@ -40,18 +40,18 @@ class PipelineSpec(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of every stage (data, init, sampling).")
     lora: bool = Field(False, description="Train LoRA adapters instead of the full model.")
 
-    sft_steps: int = Field(60, ge=0, le=1_000_000, description="SFT steps; 0 skips SFT (and its gate).")
+    sft_steps: int = Field(200, ge=0, le=1_000_000, description="SFT steps; 0 skips SFT (and its gate).")
     sft_learning_rate: float = Field(3e-3, gt=0.0, le=1.0, description="SFT learning rate.")
     sft_batch_size: int = Field(16, ge=1, le=4096, description="SFT batch size per device.")
     sft_gate: GateThresholds = Field(
-        default_factory=lambda: GateThresholds(min_accuracy=0.05),
+        default_factory=lambda: GateThresholds(min_accuracy=0.3),
         description="Rules the SFT checkpoint must pass before GRPO starts.",
     )
 
-    grpo_steps: int = Field(8, ge=0, le=1_000_000, description="GRPO steps; 0 skips GRPO.")
-    grpo_learning_rate: float = Field(1e-3, gt=0.0, le=1.0, description="GRPO learning rate.")
+    grpo_steps: int = Field(20, ge=0, le=1_000_000, description="GRPO steps; 0 skips GRPO.")
+    grpo_learning_rate: float = Field(1e-4, gt=0.0, le=1.0, description="GRPO learning rate.")
     num_generations: int = Field(4, ge=2, le=64, description="GRPO group size (completions per prompt).")
-    grpo_batch_size: int = Field(8, ge=1, le=4096, description="GRPO batch size per device (a multiple of num_generations).")
+    grpo_batch_size: int = Field(16, ge=1, le=4096, description="GRPO batch size per device (a multiple of num_generations).")
     max_completion_length: int = Field(8, ge=1, le=32_768, description="Longest GRPO completion, in tokens.")
     carl_preset: Literal["paper", "guarded"] = Field(
         "guarded", description="CARL weights: 'paper' (0.5/0.3/0.2) or 'guarded' (adds the diversity term)."
@@ -61,10 +61,10 @@ class PipelineSpec(BaseModel):
     cascade_start_step: int = Field(2, ge=0, le=1_000_000, description="With cascade='steps': the GRPO step at which CARL starts.")
     warmup_steps: int = Field(2, ge=0, le=1_000_000, description="Steps over which CARL's weight ramps from 0 to full.")
 
-    eval_n: int = Field(32, ge=1, le=10_000, description="Prompts per eval.")
+    eval_n: int = Field(64, ge=1, le=10_000, description="Prompts per eval.")
     eval_group_size: int = Field(4, ge=1, le=16, description="Sampled completions per eval prompt (diversity, Φ).")
     final_gate: GateThresholds = Field(
-        default_factory=lambda: GateThresholds(min_accuracy=0.05),
+        default_factory=lambda: GateThresholds(min_accuracy=0.4),
         description="Rules the final checkpoint must pass to be pushed.",
     )
     compare_to_sft: bool = Field(
@@ -191,42 +191,18 @@ def check(spec: PipelineSpec) -> None:
     if spec.push_to and not os.environ.get("HF_TOKEN"):
         raise MissingCredentialsError("HF_TOKEN", f"pushing to the Hub repo {spec.push_to}")
 
-class _Mirror:
-    """Copies a training stage's metrics, gate and checkpoint events into the pipeline's
-    events.jsonl while the stage runs, with the step shifted by `offset` (a global step)."""
+def _mirror(dest: RunDir, offset: int, stage: str):
+    """An `on_event` hook that copies a training stage's metrics, gate and checkpoint events into
+    the pipeline's events.jsonl, with the step shifted by `offset` (a global step)."""
 
-    KINDS = ("metrics", "gate", "checkpoint")
+    def hook(kind: str, fields: dict[str, Any]) -> None:
+        if kind not in ("metrics", "gate", "checkpoint"):
+            return
+        step = fields.get("step")
+        rest = {k: v for k, v in fields.items() if k != "step"}
+        dest.append_event(kind, step=None if step is None else step + offset, stage=stage, **rest)
 
-    def __init__(self, source: RunDir, dest: RunDir, offset: int, stage: str) -> None:
-        import threading
-
-        self.source, self.dest, self.offset, self.stage = source, dest, offset, stage
-        self.cursor = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"mirror-{stage}", daemon=True)
-
-    def _copy(self) -> None:
-        events, self.cursor = self.source.read_events(self.cursor)
-        for event in events:
-            if event.get("kind") not in self.KINDS:
-                continue
-            fields = {k: v for k, v in event.items() if k not in ("time", "kind", "step")}
-            step = event.get("step")
-            self.dest.append_event(event["kind"], step=None if step is None else step + self.offset,
-                                   stage=self.stage, **fields)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.5):
-            self._copy()
-
-    def __enter__(self) -> _Mirror:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._copy()
+    return hook
 
 
 class _StageFailed(Exception):
@@ -280,8 +256,11 @@ class _Pipeline:
         stage.write_spec({**spec.model_dump(mode="json"), "kind": "train"})
         self._event(name, "started", resume_from=data.get("resume_from"))
         started = time.time()
-        with _Mirror(stage, self.run_dir, offset, name):
-            result = train(spec, stage)
+        try:
+            result = train(spec, stage, on_event=_mirror(self.run_dir, offset, name))
+        except Exception as err:  # recorded as the stage's failure, then the job's (run.py)
+            self._event(name, "failed", error=f"{type(err).__name__}: {err}")
+            raise
         stage.write_result(result)
         checkpoint = result.checkpoint or (str(stage.latest_checkpoint()) if stage.latest_checkpoint() else None)
         if result.status != "succeeded" or checkpoint is None:

@@ -43,3 +43,54 @@ def test_the_spec_module_loads_without_torch():
     code = "import sys, carl_engine.pipeline, carl_engine.evaluation; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_pipeline_check_refuses_an_unknown_task_and_a_push_without_token(monkeypatch):
+    with pytest.raises(InvalidSpecError) as err:
+        PipelineSpec(task="chess").check()
+    assert err.value.field == "task"
+    from carl_engine.errors import MissingCredentialsError
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(MissingCredentialsError, match="HF_TOKEN"):
+        PipelineSpec(push_to="me/model").check()
+
+
+@pytest.mark.slow
+def test_the_default_pipeline_runs_end_to_end_on_carl_tiny_and_resumes_without_retraining(tmp_path):
+    from carl_engine.evaluation import read_report
+    from carl_engine.pipeline import run
+    from carl_engine.runs import RunDir
+
+    run_dir = RunDir(tmp_path / "pipe").create()
+    result = run({"kind": "pipeline"}, run_dir)
+    assert result.status == "succeeded", result.error
+    stages = [(e["stage"], e["status"]) for e in run_dir.iter_events("stage")]
+    assert stages == [("sft", "started"), ("sft", "completed"), ("sft_gate", "started"), ("sft_gate", "completed"),
+                      ("grpo", "started"), ("grpo", "completed"), ("eval", "started"), ("eval", "completed"),
+                      ("push", "skipped")]
+    report = read_report(run_dir.path)
+    assert report.passed and report.checkpoint == result.checkpoint and report.baseline.endswith("checkpoint-200")
+    assert result.checkpoint.endswith("stages/grpo/checkpoints/checkpoint-20")
+    assert result.metrics["sft_gate/accuracy"] >= 0.3 and result.metrics["eval/accuracy"] >= 0.4
+    # training metrics reach the pipeline's events with a global step (GRPO steps come after the 200 SFT steps)
+    steps = [e["step"] for e in run_dir.iter_events("metrics") if e.get("stage") == "grpo"]
+    assert steps and min(steps) > 200
+    # run again in the same directory: every stage is reused, nothing is trained again
+    again = run({"kind": "pipeline"}, run_dir)
+    assert again.status == "succeeded" and again.checkpoint == result.checkpoint
+    reused = [(e["stage"], e["status"]) for e in run_dir.iter_events("stage")][len(stages):]
+    assert reused == [("sft", "reused"), ("sft_gate", "reused"), ("grpo", "reused"), ("eval", "reused"),
+                      ("push", "skipped")]
+
+
+@pytest.mark.slow
+def test_a_failing_sft_gate_stops_the_pipeline_before_grpo(tmp_path):
+    from carl_engine.pipeline import run
+    from carl_engine.runs import RunDir
+
+    run_dir = RunDir(tmp_path / "pipe").create()
+    result = run({"sft_steps": 2, "grpo_steps": 2, "grpo_batch_size": 4, "eval_n": 4,
+                  "sft_gate": {"min_accuracy": 1.0}}, run_dir)
+    assert result.status == "failed" and result.error.startswith("the SFT gate failed: fail: accuracy")
+    assert not (run_dir.path / "stages" / "grpo").exists()

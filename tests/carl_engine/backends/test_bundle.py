@@ -81,7 +81,6 @@ def test_relayed_log_lines_rebuild_events_and_result(tmp_path):
 
 @pytest.mark.slow
 def test_running_the_bundle_with_python_trains_a_tiny_spec_to_a_result(tmp_path):
-    pytest.importorskip("carl_engine.run")
     script = write_bundle(TINY_SPEC, tmp_path, name="tiny")
     run_dir = tmp_path / "somewhere" / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CARL_RELAY_EVENTS": "1"}

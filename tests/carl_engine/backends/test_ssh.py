@@ -101,7 +101,6 @@ def test_a_failing_spec_is_reported_failed_with_its_log(ssh_env, monkeypatch, tm
 
 @pytest.mark.slow
 def test_a_tiny_training_job_succeeds_and_its_run_dir_comes_back(ssh_env, monkeypatch, tmp_path):
-    pytest.importorskip("carl_engine.run")
     monkeypatch.setenv("CARL_SSH_RUNNER", f"OMP_NUM_THREADS=1 {sys.executable}")
     run = RunDir(tmp_path / "run").create()
     run.write_spec({"kind": "train", "method": "sft", "model": "carl-tiny", "task": "arithmetic", "max_steps": 1})

@@ -2,13 +2,14 @@
 
 Which logged metric plays which role is decided by name (TRL's names first, then CARL's):
 task = an accuracy if logged (`accuracy`, `*/accuracy`, `*_accuracy`, `mean_token_accuracy`),
-else the total `reward`; disorder = `entropy` (TRL logs it for SFT and GRPO), else 1 - mean Φ;
+else a task verifier's reward (`rewards/<task>/mean`, not carl/diversity), else the total `reward`; disorder = `entropy` (TRL logs it for SFT and GRPO), else 1 - mean Φ;
 Φ = a `phi` metric (`carl/phi_mean`, ...); diversity = a `diversity` metric; length =
 `completions/mean_length`. Spread metrics (`*_std`, `*/std`) never play a role.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from carl_engine.errors import InvalidSpecError
@@ -24,6 +25,9 @@ from carl_engine.observe.stop_rules import (
     finite,
     linear_fit,
 )
+
+#: reward functions that are not task verifiers (rewards/<name>/mean)
+NOT_TASK = {"carl", "diversity", "format", "length"}
 
 
 def _is_spread(name: str) -> bool:
@@ -48,11 +52,13 @@ def _pick(names: list[str], exact: list[str], leaf_suffixes: tuple[str, ...] = (
 def pick_signals(names: list[str]) -> Signals:
     """Which of the logged metric `names` is the task, disorder, Φ, reward, diversity and length signal."""
     accuracy = _pick(names, ["accuracy", "eval/accuracy", "carl/accuracy", "carl/task_accuracy"], ("accuracy",))
+    # GRPO logs each reward function as rewards/<name>/mean; a task verifier's is its accuracy.
+    task_rewards = [n for n in names if re.fullmatch(r"rewards/[^/]+/mean", n) and n.split("/")[1] not in NOT_TASK]
     reward = _pick(names, ["reward"])
     entropy = _pick(names, ["entropy", "carl/entropy", "carl/entropy_mean"], ("entropy",))
     phi = _pick(names, ["carl/phi_mean", "carl/phi", "phi_mean", "phi"], contains="phi")
     return Signals(
-        task=accuracy or reward,
+        task=accuracy or (sorted(task_rewards)[0] if task_rewards else None) or reward,
         disorder=entropy or (f"1 - {phi}" if phi else None),
         phi=phi,
         reward=reward,

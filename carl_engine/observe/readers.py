@@ -206,7 +206,7 @@ def resolve(source: str) -> MetricLog:
     path = Path(source).expanduser()
     if path.is_dir():
         if (path / "events.jsonl").exists() or (path / "spec.json").exists() or (path / "checkpoints").is_dir():
-            return read_run_dir(path, job_id=path.name if path.parent == runs_dir() else None)
+            return read_run_dir(path, job_id=path.name if path.resolve().parent == runs_dir().resolve() else None)
         if (path / "trainer_state.json").is_file():
             return read_trainer_state(path / "trainer_state.json")
         raise InvalidSpecError("source", f"{path} is a folder with no events.jsonl, spec.json or trainer_state.json")

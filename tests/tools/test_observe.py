@@ -71,3 +71,12 @@ async def test_through_the_mcp_client_the_plot_comes_back_as_image_content():
     assert len(images) == 1 and images[0].mime_type == "image/png" and base64.b64decode(images[0].data)[:8] == PNG
     assert [c.type for c in no_image.content] == ["text"] and no_image.structured_content["plot_path"]
     assert missing.is_error and "ghost" in missing.content[0].text
+
+
+def test_a_collapsing_run_is_told_to_stop_and_retrain_guarded(tmp_path):
+    rows = [{"step": s, "reward": 0.5 + s / 200, "carl/phi_mean": 0.97, "carl/diversity": 0.6 - 0.5 * s / 100,
+             "completions/mean_length": 12.0} for s in range(100)]
+    path = write_jsonl(tmp_path / "collapse.jsonl", rows)
+    out = OBSERVE.call({"source": str(path), "plot": False}, ToolContext())
+    trap = next(r for r in out.stop_rules if r.rule == "coherence_trap")
+    assert trap.status == "triggered" and out.should_stop and "guarded" in out.next

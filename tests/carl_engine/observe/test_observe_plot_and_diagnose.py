@@ -95,3 +95,16 @@ def test_a_refused_key_is_a_service_error_that_never_shows_the_key(monkeypatch):
         with pytest.raises(ServiceError) as info:
             diagnose(obs, api_key=wrong, base_url=url)
     assert "401" in str(info.value) and wrong not in str(info.value) and wrong not in repr(info.value.__dict__)
+
+
+def test_signals_follow_trl_and_carl_names():
+    from carl_engine.observe import pick_signals
+
+    grpo = pick_signals(["reward", "rewards/arithmetic/mean", "rewards/carl/mean", "rewards/carl/std", "entropy",
+                         "carl/phi_mean", "carl/diversity", "completions/mean_length", "gate/carl_weight"])
+    assert (grpo.task, grpo.disorder, grpo.phi, grpo.diversity, grpo.length) == (
+        "rewards/arithmetic/mean", "entropy", "carl/phi_mean", "carl/diversity", "completions/mean_length")
+    sft = pick_signals(["loss", "entropy", "mean_token_accuracy", "num_tokens"])
+    assert (sft.task, sft.disorder, sft.reward) == ("mean_token_accuracy", "entropy", None)
+    phi_only = pick_signals(["reward", "carl/phi_mean"])
+    assert (phi_only.task, phi_only.disorder) == ("reward", "1 - carl/phi_mean")

@@ -164,9 +164,9 @@ class JobManager:
 
     def _checked_backend(self, name: str) -> Backend:
         backend = self.backend(name)
-        for variable in getattr(backend, "credentials", ()):
-            if not os.environ.get(variable):
-                raise MissingCredentialsError(variable, f"the {name} backend")
+        missing = missing_credentials(backend)
+        if missing:
+            raise MissingCredentialsError(missing[0], f"the {name} backend")
         return backend
 
     def _start(
@@ -197,7 +197,12 @@ class JobManager:
                 raise
             log.warning("submitting job %s to %s failed: %s", job.job_id, where, err)
             return failed
-        return self.store.transition(job.job_id, JobState.STARTING, reason=f"handed to {where.backend}", handle=handle)
+        try:
+            return self.store.transition(job.job_id, JobState.STARTING, reason=f"handed to {where.backend}", handle=handle)
+        except IllegalTransitionError:  # stopped by another process while we were submitting
+            self.store.update(job.job_id, handle=handle)
+            backend.cancel(handle)
+            return self.store.get(job.job_id)
 
     # read -------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job:
@@ -398,6 +403,11 @@ class JobManager:
                 job = self.refresh(job)
             out.append(job)
         return out
+
+
+def missing_credentials(backend: Backend) -> list[str]:
+    """The names of the backend's `credentials` variables that are unset or empty (never their values)."""
+    return [variable for variable in getattr(backend, "credentials", ()) if not os.environ.get(variable)]
 
 
 # specs and events -------------------------------------------------------------------------

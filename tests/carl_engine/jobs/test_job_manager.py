@@ -292,3 +292,33 @@ def test_compute_targets_parse_into_backend_and_target():
     with pytest.raises(InvalidSpecError, match="compute"):
         parse_compute("")
     assert isinstance(JobManager().store, JobStore)
+
+
+def test_a_job_stopped_while_it_was_being_submitted_has_its_process_cancelled(manager, monkeypatch):
+    behave(monkeypatch, hang_at=2)
+    local = manager.backend("local")
+    real_submit = local.submit
+
+    def submit_then_race(**kwargs):
+        handle = real_submit(**kwargs)
+        manager.stop(kwargs["job_id"], reason="raced")  # another process's stop lands now
+        return handle
+
+    monkeypatch.setattr(local, "submit", submit_then_race)
+    job = manager.submit("eval", {"checkpoint": "/some/checkpoint"})
+    assert job.state == JobState.CANCELLED and job.handle["pid"] > 0
+    from carl_engine.backends.local import is_alive
+
+    deadline = time.monotonic() + 10
+    while is_alive(job.handle) and time.monotonic() < deadline:  # SIGTERM, early in its start-up
+        time.sleep(0.05)
+    assert not is_alive(job.handle)
+    assert manager.get(job.job_id).state == JobState.CANCELLED
+
+
+def test_missing_credentials_are_listed_by_name_only(monkeypatch):
+    from carl_engine.jobs.manager import missing_credentials
+
+    assert missing_credentials(CloudStandIn()) == ["HF_TOKEN"]
+    monkeypatch.setenv("HF_TOKEN", "x")
+    assert missing_credentials(CloudStandIn()) == [] and missing_credentials(fake_local()) == []

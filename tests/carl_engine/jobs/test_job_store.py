@@ -235,3 +235,23 @@ def test_several_processes_creating_and_updating_at_once_lose_nothing_and_never_
             check_transition(JobState(src), JobState(dst))
         assert store.get(job_id).state.value == steps[-1][1]
     assert sum(1 for s in history.values() if JobState(s[-1][1]) in TERMINAL) > 0
+
+
+def _open(path: str, out) -> None:
+    out.put(JobStore(path).schema_version())
+
+
+def test_several_processes_opening_a_fresh_database_at_once_all_see_one_schema():
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    openers = [ctx.Process(target=_open, args=(str(jobs_db()), out)) for _ in range(4)]
+    for p in openers:
+        p.start()
+    versions = [out.get(timeout=60) for _ in openers]
+    for p in openers:
+        p.join(30)
+    assert versions == [len(store_module.MIGRATIONS)] * 4
+    conn = sqlite3.connect(jobs_db())
+    assert conn.execute("SELECT count(*) FROM schema_version").fetchone() == (1,)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.close()

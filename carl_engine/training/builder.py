@@ -57,13 +57,16 @@ def plan_rewards(spec: TrainSpec) -> RewardPlan:
     return RewardPlan(functions, weights, task_reward)
 
 
-def build_trainer(spec: TrainSpec, run_dir: RunDir, *, callbacks: list[Any] | None = None) -> Any:
+def build_trainer(
+    spec: TrainSpec, run_dir: RunDir, *, callbacks: list[Any] | None = None, trainer_options: dict[str, Any] | None = None
+) -> Any:
     """Check the spec, load model, tokenizer and data, and construct the method's trainer.
 
     Args:
         spec: the run.
         run_dir: checkpoints go to `run_dir/checkpoints/checkpoint-N`.
         callbacks: TrainerCallbacks to attach (events, logging).
+        trainer_options: extra keyword arguments for the trainer class (e.g. GRPO's `capture`).
 
     Returns:
         The trainer (a `CarlGRPOTrainer` for grpo; its `gate` attribute is the cascade gate).
@@ -75,6 +78,7 @@ def build_trainer(spec: TrainSpec, run_dir: RunDir, *, callbacks: list[Any] | No
     from carl_engine.training.config import build_trl_config, on_gpu, trainer_class
     from carl_engine.training.data import load_training_dataset
 
+    _quiet_loading()
     model_path = resolve_model(spec.model, field="model")
     trl_config = build_trl_config(spec, str(run_dir.checkpoints_dir))
     data = load_training_dataset(spec)
@@ -97,7 +101,25 @@ def build_trainer(spec: TrainSpec, run_dir: RunDir, *, callbacks: list[Any] | No
         kwargs["task_reward"] = plan.task_reward
         uses_carl = any(getattr(f, "__name__", "") == "carl" for f in plan.functions)
         kwargs["gate"] = CascadeGate.from_spec(spec.cascade) if uses_carl else None
-    return trainer_class(spec.method)(**kwargs)
+    trainer = trainer_class(spec.method)(**kwargs, **(trainer_options or {}))
+    _quiet(trainer)
+    return trainer
+
+
+def _quiet(trainer: Any) -> None:
+    """Our events callback prints one line a step; drop transformers' dict printer and progress bars."""
+    from transformers import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+
+
+def _quiet_loading() -> None:
+    from datasets.utils.logging import disable_progress_bar
+    from transformers.utils.logging import disable_progress_bar as disable_hf_progress_bar
+
+    disable_progress_bar()
+    disable_hf_progress_bar()
 
 
 def _load(model_path: str, gpu: bool) -> tuple[Any, Any]:

@@ -21,7 +21,7 @@ from transformers import TrainerCallback
 from carl_engine.runs import RunDir
 
 EventHook = Callable[[str, dict[str, Any]], None]
-SHOWN = ("loss", "reward", "carl/phi_mean", "gate/carl_weight", "learning_rate")
+SHOWN = ("loss", "reward", "carl/phi_mean", "gate/carl_weight", "learning_rate", "train_loss", "train_runtime")
 
 
 class RunEventsCallback(TrainerCallback):

@@ -64,6 +64,11 @@ def train(spec: TrainSpec | dict[str, Any], run_dir: RunDir | str | os.PathLike[
     )
 
 
+def run(spec: dict[str, Any], run_dir: RunDir) -> RunResult:
+    """The "train" job handler of carl_engine.run: `train(TrainSpec.parse(spec), run_dir)`."""
+    return train(TrainSpec.parse(spec), run_dir)
+
+
 def _final_metrics(metrics: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if not k.startswith("train_")} | {
         k: v for k, v in metrics.items() if k in ("train_loss", "train_runtime")

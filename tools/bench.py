@@ -32,10 +32,10 @@ class BenchRequest(Request):
     task: str = Field("arithmetic", min_length=1, max_length=64, description="ab: built-in task.")
     arms: list[Arm] = Field(default_factory=lambda: list(ARMS), min_length=2, max_length=3, description="ab: arms to compare.")
     seeds: int = Field(2, ge=1, le=20, description="ab: number of seeds (each arm trains once per seed).")
-    sft_steps: int = Field(60, ge=0, le=1_000_000, description="ab: SFT warm-start steps per seed.")
-    ab_grpo_steps: int = Field(8, ge=1, le=1_000_000, description="ab: GRPO steps per arm and seed.")
+    sft_steps: int = Field(200, ge=0, le=1_000_000, description="ab: SFT warm-start steps per seed.")
+    ab_grpo_steps: int = Field(20, ge=1, le=1_000_000, description="ab: GRPO steps per arm and seed.")
     carl_weight: float = Field(0.5, gt=0.0, le=100.0, description="ab: CARL weight next to the task reward (1.0).")
-    eval_n: int = Field(32, ge=1, le=10_000, description="ab: eval prompts per arm and seed.")
+    eval_n: int = Field(64, ge=1, le=10_000, description="ab: eval prompts per arm and seed.")
     alpha: float = Field(0.05, gt=0.0, lt=0.5, description="ab: significance level of the verdict.")
     compute: str = Field("local", max_length=400, description="ab: where the job runs (local, ray[:address], hf_jobs:<flavor>, ...).")
 

@@ -74,3 +74,24 @@ async def test_carl_eval_through_the_in_memory_mcp_client(job_with_checkpoint):
         assert any("vs baseline" in r for r in body["reasons"])
         bad = await client.call_tool("carl_eval", {"checkpoint": "evaljob1", "min_diversity": 3})
         assert bad.is_error and "min_diversity" in bad.content[0].text
+
+
+def test_carl_eval_on_the_command_line_exits_1_when_the_gate_fails_and_prints_json(job_with_checkpoint):
+    import typer
+    from typer.testing import CliRunner
+
+    from carl_studio.cli import eval as eval_cli
+
+    app = typer.Typer()
+    eval_cli.register(app)
+    app.command("noop")(lambda: None)  # a second command, so `eval` stays a subcommand
+    runner = CliRunner()
+    failed = runner.invoke(app, ["eval", "evaljob1", "-n", "4", "--group-size", "2", "--max-new-tokens", "3",
+                                 "--min-accuracy", "0.99", "--json"])
+    assert failed.exit_code == 1, failed.output
+    body = json.loads(failed.output)
+    assert body["verdict"] == "fail" and body["reasons"][0].startswith("fail: accuracy")
+    passed = runner.invoke(app, ["eval", "evaljob1", "-n", "4", "--group-size", "2", "--max-new-tokens", "3"])
+    assert passed.exit_code == 0 and "PASS" in passed.output and "accuracy (greedy)" in passed.output
+    bad = runner.invoke(app, ["eval", "evaljob1", "--phi-max", "7"])
+    assert bad.exit_code == 2 and "phi_max" in bad.output

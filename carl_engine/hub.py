@@ -33,7 +33,8 @@ from carl_engine.runs import RunDir
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 REPO_ID_PATTERN = rf"^{_NAME}/{_NAME}$"
 #: Files of a trainer checkpoint that are training state, not the model.
-TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "training_args.bin", "trainer_state.json", "rng_state*")
+TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "training_args.bin", "trainer_state.json", "rng_state*",
+                  "carl_gate.json")
 
 
 class GateStatus(BaseModel):
@@ -106,10 +107,11 @@ def gate_status(checkpoint: Path) -> GateStatus:
 
 
 def _refusal(gate: GateStatus, ref: str) -> GateRefusedError:
-    what = "failed (" + "; ".join(gate.reasons) + ")" if gate.state == "failed" else "is missing (" + "; ".join(gate.reasons) + ")"
+    what = "failed" if gate.state == "failed" else "is missing"
+    again = " again" if gate.state == "failed" else ""
     return GateRefusedError(
-        f"carl_push refused: the latest eval of {ref} {what}",
-        hint=f"run carl_eval on {ref} again (carl eval {ref}) or pass force=true",
+        f"carl_push refused: the latest eval of {ref} {what} ({'; '.join(gate.reasons)})",
+        hint=f"run carl_eval on {ref}{again} (carl eval {ref}) or pass force=true",
         gate=gate.state,
     )
 
@@ -158,6 +160,8 @@ def model_card(*, repo_id: str | None, checkpoint: Path, job_id: str | None, run
     for key in ("task", "dataset", "carl", "cascade", "max_steps", "learning_rate", "seed"):
         if spec.get(key) not in (None, "", {}):
             value = spec[key]
+            if isinstance(value, dict):
+                value = {k: v for k, v in value.items() if v is not None}
             lines.append(f"| {key} | {json.dumps(value) if isinstance(value, (dict, list)) else _fmt(value)} |")
     lines.append(f"| steps trained | {steps if steps is not None else 'unknown'} |")
     lines.append(f"| job | {job_id or 'n/a'} (checkpoint `{checkpoint.name}`) |")

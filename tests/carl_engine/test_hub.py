@@ -33,6 +33,7 @@ def make_job(job_id: str = "job1", *, steps=(4, 8), adapter: bool = False) -> Ru
         for state in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin"):
             (ckpt / state).write_bytes(b"state")
         (ckpt / "trainer_state.json").write_text(json.dumps({"log_history": []}))
+        (ckpt / "carl_gate.json").write_text("{}")  # the cascade gate's state: training state too
     run.write_result(RunResult(status="succeeded", step=steps[-1], max_steps=46, checkpoint=str(run.latest_checkpoint())))
     return run
 

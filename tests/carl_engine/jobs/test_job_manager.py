@@ -322,3 +322,18 @@ def test_missing_credentials_are_listed_by_name_only(monkeypatch):
     assert missing_credentials(CloudStandIn()) == ["HF_TOKEN"]
     monkeypatch.setenv("HF_TOKEN", "x")
     assert missing_credentials(CloudStandIn()) == [] and missing_credentials(fake_local()) == []
+
+
+def test_an_attempt_that_saved_nothing_new_resumes_from_the_checkpoint_it_started_from(manager, monkeypatch):
+    behave(monkeypatch, fail=3)
+    first = manager.submit("train", SPEC)
+    assert wait_for(manager, first.job_id, {JobState.FAILED}).error == "fake failure"
+    behave(monkeypatch, crash=3)  # starts at checkpoint-2 and dies before writing checkpoint-4
+    second = manager.resume(first.job_id)
+    crashed = wait_for(manager, second.job_id, {JobState.FAILED, JobState.LOST})
+    assert RunDir(crashed.run_dir).latest_checkpoint() is None
+    behave(monkeypatch)
+    third = manager.resume(second.job_id)
+    assert third.attempt == 3 and third.resumes == second.job_id
+    assert third.spec["resume_from"] == str(RunDir(first.run_dir).checkpoints_dir / "checkpoint-2")
+    assert wait_for(manager, third.job_id, {JobState.SUCCEEDED}).step == 6

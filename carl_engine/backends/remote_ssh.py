@@ -14,7 +14,8 @@ cancelled     written by `cancel` before it signals the group
 The job is started with `nohup setsid bash -c '…' </dev/null >/dev/null 2>&1 &` so it
 outlives the SSH session. What the markers say:
 exit_code → exited; cancelled and no live process → cancelled; `kill -0 <pid>` → running;
-launched less than `START_GRACE_S` ago without pid → starting; anything else → lost.
+launched less than `START_GRACE_S` ago without pid → starting; no job directory → absent;
+anything else → lost.
 
 Every public call opens one connection and closes it; each runs its own event loop (in a
 worker thread when the caller already has one running).
@@ -69,7 +70,7 @@ class SSHTarget:
 
 @dataclass(frozen=True)
 class RemoteStatus:
-    state: str  # "starting" | "running" | "exited" | "cancelled" | "lost"
+    state: str  # "absent" (no job dir) | "starting" | "running" | "exited" | "cancelled" | "lost"
     exit_code: int | None = None
 
 
@@ -93,6 +94,33 @@ def connect_options(*, known_hosts: str | None = None) -> dict[str, Any]:
     if hosts:
         options["known_hosts"] = None if hosts.lower() == "none" else str(Path(hosts).expanduser())
     return options
+
+
+def private_key_path() -> Path | None:
+    """The client key: `$CARL_SSH_KEY`, else the first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa that exists."""
+    key = os.environ.get("CARL_SSH_KEY")
+    if key:
+        return Path(key).expanduser()
+    for name in ("id_ed25519", "id_ecdsa", "id_rsa"):
+        path = Path.home() / ".ssh" / name
+        if path.is_file():
+            return path
+    return None
+
+
+def public_key_line(private_key: Path) -> str:
+    """`<type> <base64>` of the public half of `private_key` (no comment), for authorized_keys.
+
+    Raises:
+        BackendError: the file is not a readable, unencrypted private key.
+    """
+    import asyncssh
+
+    try:
+        key = asyncssh.read_private_key(str(private_key))
+    except (OSError, asyncssh.KeyImportError) as exc:
+        raise BackendError(f"cannot read the SSH key {private_key}: {type(exc).__name__}") from None
+    return " ".join(key.export_public_key("openssh").decode().split()[:2])
 
 
 def run_sync(make: Callable[[], Awaitable[T]]) -> T:
@@ -169,7 +197,7 @@ def status(target: SSHTarget, remote_dir: str, *, options: dict[str, Any]) -> Re
         async with await _connect(target, options) as conn:
             done = await conn.run(_STATUS_SCRIPT.format(dir=_q(remote_dir), grace=START_GRACE_S), check=False)
         words = str(done.stdout).split()
-        if not words or words[0] == "absent":
+        if not words:
             return RemoteStatus("lost")
         if words[0] == "exited":
             code = int(words[1]) if len(words) > 1 and words[1].lstrip("-").isdigit() else None

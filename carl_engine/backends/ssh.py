@@ -11,7 +11,7 @@ are checked against `$CARL_SSH_KNOWN_HOSTS`, else ~/.ssh/known_hosts.
 
 State mapping: starting → starting; running → running; exited → the verdict in
 run/result.json (else exit 0 → succeeded, non-zero → failed); cancelled → cancelled;
-lost (no pid alive, no exit code, or no job directory) → lost.
+lost (no pid alive and no exit code) and absent (no job directory) → lost.
 
 Each poll mirrors run/events.jsonl and run/result.json into the local run dir, so progress
 and metrics read locally; `artifacts` copies the whole remote run dir (checkpoints too).
@@ -71,8 +71,10 @@ def poll_remote(target: remote_ssh.SSHTarget, remote_dir: str, local_run: RunDir
         "running": JobState.RUNNING,
         "cancelled": JobState.CANCELLED,
         "lost": JobState.LOST,
+        "absent": JobState.LOST,
     }
-    return PollResult(mapping[seen.state], None, f"remote job {seen.state}")
+    detail = "no job directory on the remote host" if seen.state == "absent" else f"remote job {seen.state}"
+    return PollResult(mapping[seen.state], None, detail)
 
 
 class SSHBackend:

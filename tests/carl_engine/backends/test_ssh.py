@@ -67,7 +67,7 @@ def test_a_job_killed_behind_our_back_is_lost(ssh_env):
     wait_for(lambda: remote_ssh.status(target, "jobs/k", options=opts), lambda s: s.state == "running")
     os.killpg(int((ssh_env.home / "jobs/k/pid").read_text()), signal.SIGKILL)
     assert wait_for(lambda: remote_ssh.status(target, "jobs/k", options=opts), lambda s: s.state == "lost").state == "lost"
-    assert remote_ssh.status(target, "jobs/never-made", options=opts).state == "lost"
+    assert remote_ssh.status(target, "jobs/never-made", options=opts).state == "absent"
 
 
 @pytest.mark.parametrize("bad", [None, "", "me@", "@box", "me@host:99999", "me@ho st", "me@host;rm -rf /", "a@b@c"])

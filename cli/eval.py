@@ -85,6 +85,9 @@ def eval_command(
 ) -> None:
     """Evaluate a checkpoint and apply the eval gate (exit 1 when the gate fails)."""
     arguments = {k: v for k, v in locals().items() if k not in ("json_out",) and v is not None}
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the weight-loading bar is noise on a terminal and in --json output
     out = call_tool(EVAL, arguments, json_out=json_out, render=render)
     if out.mode == "inline" and not out.passed:
         raise typer.Exit(1)

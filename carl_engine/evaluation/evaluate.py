@@ -50,6 +50,8 @@ def _from_run_dir(run: RunDir, ref: str, field: str) -> Path:
     if result is not None and result.checkpoint and _is_model_folder(Path(result.checkpoint)):
         return Path(result.checkpoint)
     latest = run.latest_checkpoint()
+    for stage in ("grpo", "sft"):  # a pipeline still running: its latest stage checkpoint
+        latest = latest or RunDir(run.path / "stages" / stage).latest_checkpoint()
     if latest is None:
         raise InvalidSpecError(field, "the run has no checkpoint yet; wait for one (carl_status) or pass a folder", got=ref)
     return latest
@@ -72,7 +74,7 @@ def resolve_checkpoint(ref: str, *, field: str = "checkpoint") -> Checkpoint:
             owner = path.parent.parent if path.parent.name == "checkpoints" else None
             job = owner.name if owner is not None and owner.parent == runs_dir().resolve() else None
             return Checkpoint(path, owner, job)
-        if (path / "spec.json").is_file() or (path / "checkpoints").is_dir():
+        if any((path / name).exists() for name in ("spec.json", "result.json", "events.jsonl", "checkpoints")):
             return Checkpoint(_from_run_dir(RunDir(path), ref, field), path, None)
         raise InvalidSpecError(field, "folder holds no model (config.json or adapter_config.json)", got=ref)
     if "/" in ref or ref.startswith((".", "~")):

@@ -89,7 +89,7 @@ def test_carl_eval_on_the_command_line_exits_1_when_the_gate_fails_and_prints_js
     failed = runner.invoke(app, ["eval", "evaljob1", "-n", "4", "--group-size", "2", "--max-new-tokens", "3",
                                  "--min-accuracy", "0.99", "--json"])
     assert failed.exit_code == 1, failed.output
-    body = json.loads(failed.output)
+    body = json.loads(failed.stdout)
     assert body["verdict"] == "fail" and body["reasons"][0].startswith("fail: accuracy")
     passed = runner.invoke(app, ["eval", "evaljob1", "-n", "4", "--group-size", "2", "--max-new-tokens", "3"])
     assert passed.exit_code == 0 and "PASS" in passed.output and "accuracy (greedy)" in passed.output

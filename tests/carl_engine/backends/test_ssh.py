@@ -100,16 +100,17 @@ def test_a_failing_spec_is_reported_failed_with_its_log(ssh_env, monkeypatch, tm
 
 
 @pytest.mark.slow
-def test_a_tiny_training_job_succeeds_and_its_run_dir_comes_back(ssh_env, monkeypatch, tmp_path):
+def test_the_job_manager_runs_a_tiny_training_job_over_ssh_to_success_with_its_metrics(ssh_env, monkeypatch, tmp_path):
+    from carl_engine.jobs import JobManager
+
     monkeypatch.setenv("CARL_SSH_RUNNER", f"OMP_NUM_THREADS=1 {sys.executable}")
-    run = RunDir(tmp_path / "run").create()
-    run.write_spec({"kind": "train", "method": "sft", "model": "carl-tiny", "task": "arithmetic", "max_steps": 1})
-    backend = SSHBackend()
-    handle = backend.submit(job_id="jtiny", run_dir=run, target=ssh_env.target)
-    polled = wait_for(lambda: backend.poll(handle), lambda p: p.state.is_terminal(), timeout=240)
-    assert polled.state == JobState.SUCCEEDED, backend.logs(handle, limit=1000).lines[-20:]
-    assert run.read_result().step == 1  # mirrored by poll
-    files = backend.artifacts(handle, dest=tmp_path / "back")
+    spec = {"method": "sft", "model": "carl-tiny", "task": "arithmetic", "max_steps": 1}
+    job = JobManager().submit("train", spec, compute=f"ssh:{ssh_env.target}")
+    assert job.backend == "ssh" and job.handle["remote_dir"] == remote_dir_for(job.job_id)
+    job = wait_for(lambda: JobManager().get(job.job_id), lambda j: j.state.is_terminal(), timeout=240)
+    assert job.state == JobState.SUCCEEDED, JobManager().logs(job.job_id, limit=1000).lines[-20:]
+    assert job.step == 1 and job.metrics  # events mirrored from the remote run dir
+    files = SSHBackend().artifacts(job.handle, dest=tmp_path / "back")
     assert tmp_path / "back" / "result.json" in files
 
 

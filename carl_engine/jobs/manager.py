@@ -55,11 +55,20 @@ RUN_KINDS: dict[str, str] = {"train": "train", "eval": "eval", "bench": "bench_a
 
 STALE_QUEUED_S = 120.0  # reconcile: a queued job with no handle this old lost its submitter
 
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _FLAVOR = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _GPU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,79}$")
 _USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
-_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_HOST = re.compile(rf"^(?=.{{1,253}}$){_HOST_LABEL}(?:\.{_HOST_LABEL})*$")
 _RAY = re.compile(r"^(auto|(?:(?:ray|https?)://)?[A-Za-z0-9.-]+(?::\d{1,5})?)$")
+
+_FORMS = "local, ray[:address], hf_jobs:<flavor>, runpod:<gpu> or ssh:[user@]host[:port]"
+_EXAMPLES = {"hf_jobs": "hf_jobs:a10g-large", "runpod": "runpod:NVIDIA A40", "ssh": "ssh:me@gpu-box"}
+_RULES = {
+    "ray": "ray takes 'ray', 'ray:auto' or 'ray:<host>:<port>' (or an http:// address)",
+    "hf_jobs": "an HF Jobs flavor is lower-case letters, digits and '-' (e.g. a10g-large)",
+    "runpod": "a RunPod GPU type is letters, digits, spaces, '.', '_' or '-' (e.g. 'NVIDIA A40')",
+}
 
 
 @dataclass(frozen=True)
@@ -76,33 +85,34 @@ class Compute:
 def parse_compute(text: str) -> Compute:
     """Parse `local`, `ray[:address]`, `hf_jobs:<flavor>`, `runpod:<gpu>` or `ssh:[user@]host[:port]`.
 
+    Only the form is checked here (no network); the backend checks the rest when it submits.
+
     Raises:
         InvalidSpecError: field `compute`: unknown backend, missing or malformed target.
         NotSupportedError: a listed backend not built yet (tinker, prime).
     """
     if not isinstance(text, str) or not text.strip():
-        raise InvalidSpecError("compute", "must be local, ray[:address], hf_jobs:<flavor>, runpod:<gpu> or ssh:<host>", got=text)
+        raise InvalidSpecError("compute", f"must be {_FORMS}", got=text)
     name, sep, target = text.strip().partition(":")
+    target = target.strip()
     if name in NOT_SUPPORTED:
         raise NotSupportedError(f"backend {name!r} is not supported yet: {NOT_SUPPORTED[name]}", backend=name)
     if name not in BACKENDS:
         raise InvalidSpecError("compute", f"unknown backend; use one of {', '.join(BACKENDS)}", got=text)
-    target = target.strip()
     if name == "local":
         if sep:
             raise InvalidSpecError("compute", "local takes no target; write 'local'", got=text)
         return Compute("local")
     if name == "ray":
         if sep and not _RAY.match(target):
-            raise InvalidSpecError("compute", "ray takes 'ray', 'ray:auto' or 'ray:<host>:<port>' (or an http:// address)", got=text)
+            raise InvalidSpecError("compute", _RULES["ray"], got=text)
         return Compute("ray", target or None)
     if not target:
-        example = {"hf_jobs": "hf_jobs:a10g-large", "runpod": "runpod:NVIDIA A40", "ssh": "ssh:me@gpu-box"}[name]
+        example = _EXAMPLES.get(name, f"{name}:<target>")
         raise InvalidSpecError("compute", f"{name} needs a target, e.g. {example!r}", got=text)
-    if name == "hf_jobs" and not _FLAVOR.match(target):
-        raise InvalidSpecError("compute", "an HF Jobs flavor is lower-case letters, digits and '-' (e.g. a10g-large)", got=text)
-    if name == "runpod" and not _GPU.match(target):
-        raise InvalidSpecError("compute", "a RunPod GPU type is letters, digits, spaces, '.', '_' or '-' (e.g. 'NVIDIA A40')", got=text)
+    pattern = {"hf_jobs": _FLAVOR, "runpod": _GPU}.get(name)
+    if pattern is not None and not pattern.match(target):
+        raise InvalidSpecError("compute", _RULES[name], got=text)
     if name == "ssh":
         _check_ssh_target(target, text)
     return Compute(name, target)
@@ -114,7 +124,8 @@ def _check_ssh_target(target: str, text: str) -> None:
     if at and not _USER.match(user):
         raise InvalidSpecError("compute", "ssh user must be a plain login name", got=text)
     if not _HOST.match(host):
-        raise InvalidSpecError("compute", "ssh needs [user@]host[:port] with a valid host name or IPv4 address", got=text)
+        rule = "ssh needs [user@]host[:port] with a valid host name or IPv4 address"
+        raise InvalidSpecError("compute", rule, got=text)
     if colon and not (port.isdigit() and 1 <= int(port) <= 65535):
         raise InvalidSpecError("compute", "ssh port must be a number from 1 to 65535", got=text)
 
@@ -170,8 +181,17 @@ class JobManager:
         return backend
 
     def _start(
-        self, kind: str, spec: dict[str, Any], where: Compute, backend: Backend, *, attempt: int, resumes: str | None, reason: str
+        self,
+        kind: str,
+        spec: dict[str, Any],
+        where: Compute,
+        backend: Backend,
+        *,
+        attempt: int,
+        resumes: str | None,
+        reason: str,
     ) -> Job:
+        """Row (queued) -> run dir with spec.json -> backend.submit -> starting (or failed)."""
         job = self.store.create(
             kind=kind,
             spec=spec,
@@ -198,7 +218,9 @@ class JobManager:
             log.warning("submitting job %s to %s failed: %s", job.job_id, where, err)
             return failed
         try:
-            return self.store.transition(job.job_id, JobState.STARTING, reason=f"handed to {where.backend}", handle=handle)
+            return self.store.transition(
+                job.job_id, JobState.STARTING, reason=f"handed to {where.backend}", handle=handle
+            )
         except IllegalTransitionError:  # stopped by another process while we were submitting
             self.store.update(job.job_id, handle=handle)
             backend.cancel(handle)
@@ -271,7 +293,8 @@ class JobManager:
             fields["max_steps"] = result.max_steps
         if result.checkpoint:
             fields["checkpoint"] = result.checkpoint
-        return self.store.transition(job.job_id, JobState(result.status), reason=f"result.json: {result.status}", **fields)
+        reason = f"result.json: {result.status}"
+        return self.store.transition(job.job_id, JobState(result.status), reason=reason, **fields)
 
     def _apply_events(self, job: Job) -> Job:
         """Fold the events appended since `job.events_cursor` into the row (once, even if raced)."""
@@ -377,7 +400,9 @@ class JobManager:
         spec = validate_spec("train", {**old.spec, "resume_from": start_from})
         where = Compute(old.backend, old.target)
         backend = self._checked_backend(old.backend)
-        reason = f"resumes {job_id} from {start_from}" if start_from else f"resumes {job_id}: no checkpoint, starting from scratch"
+        reason = f"resumes {job_id} from {start_from}"
+        if not start_from:
+            reason = f"resumes {job_id}: no checkpoint, starting from scratch"
         return self._start("train", spec, where, backend, attempt=old.attempt + 1, resumes=job_id, reason=reason)
 
     # start-up ---------------------------------------------------------------------------

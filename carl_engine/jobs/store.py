@@ -129,7 +129,8 @@ _JSON_COLUMNS = ("spec", "handle", "metrics")
 _TIME_COLUMNS = ("created_at", "started_at", "ended_at")
 #: columns a transition or a progress update may set besides state
 _SETTABLE = frozenset(
-    {"handle", "started_at", "ended_at", "step", "max_steps", "metrics", "checkpoint", "error", "stage", "events_cursor"}
+    {"handle", "started_at", "ended_at", "step", "max_steps", "metrics", "checkpoint", "error", "stage"}
+    | {"events_cursor"}
 )
 
 

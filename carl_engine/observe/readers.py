@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from carl_engine.errors import InvalidSpecError, JobNotFoundError
-from carl_engine.paths import runs_dir
+from carl_engine.paths import carl_home, runs_dir
 from carl_engine.runs import RunDir
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -177,7 +177,8 @@ def read_trackio(db_path: Path, *, run: str | None = None, project: str | None =
     except sqlite3.DatabaseError as exc:
         raise InvalidSpecError("source", f"{db_path} is not a readable trackio database ({exc})") from None
     name = f"trackio:{project or db_path.stem}:{run}"
-    plot = db_path.parent / f"{db_path.stem}.{re.sub(r'[^A-Za-z0-9_-]', '_', run)}.observe.png"
+    # Not into trackio's own folder: plots of trackio runs go to $CARL_HOME/observe/.
+    plot = carl_home() / "observe" / f"trackio-{db_path.stem}-{re.sub(r'[^A-Za-z0-9_-]', '_', run)}.png"
     log = MetricLog(name, "trackio", default_plot_path=plot)
     for step, blob in rows:
         text = blob.decode() if isinstance(blob, (bytes, bytearray)) else blob

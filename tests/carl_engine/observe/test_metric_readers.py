@@ -87,8 +87,10 @@ def test_a_local_trackio_project_is_read_from_its_sqlite_store(tmp_path, monkeyp
     assert log.source_kind == "trackio" and len(log.series["accuracy"]) == 47
     other = resolve("trackio:my project!:run-b")
     assert math.isnan(other.series["reward"][0][1])
-    obs = observe("trackio:my project!:run-a", plot=False)
+    obs = observe("trackio:my project!:run-a")
     assert 20 <= obs.transition_step <= 25
+    assert obs.plot_path.endswith("observe/trackio-myproject-run-a.png")
+    assert sorted(p.name for p in (tmp_path / "trackio").iterdir()) == ["myproject.db"]  # trackio's folder untouched
 
 
 def test_a_trackio_project_with_several_runs_asks_which(tmp_path, monkeypatch):

@@ -209,10 +209,7 @@ class JobManager:
             run_dir.write_spec({**spec, "kind": RUN_KINDS[kind]})
             handle = backend.submit(job_id=job.job_id, run_dir=run_dir, target=where.target)
         except Exception as err:  # recorded on the row whatever it is; only the expected ones are swallowed
-            failed = self.store.transition(
-                job.job_id, JobState.FAILED, reason="submission failed", error=f"submission to {where} failed: {err}",
-                ended_at=time.time(),
-            )  # fmt: skip
+            failed = self._submission_failed(job.job_id, f"submission to {where} failed: {err}")
             if not isinstance(err, (CarlError, OSError)):
                 raise
             log.warning("submitting job %s to %s failed: %s", job.job_id, where, err)
@@ -225,6 +222,14 @@ class JobManager:
             self.store.update(job.job_id, handle=handle)
             backend.cancel(handle)
             return self.store.get(job.job_id)
+
+    def _submission_failed(self, job_id: str, error: str) -> Job:
+        try:
+            return self.store.transition(job_id, JobState.FAILED, reason="submission failed", error=error,
+                                         ended_at=time.time())  # fmt: skip
+        except IllegalTransitionError:  # stopped meanwhile: keep `cancelled`, note why nothing runs
+            self.store.update(job_id, error=error)
+            return self.store.get(job_id)
 
     # read -------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job:
@@ -268,10 +273,9 @@ class JobManager:
             if result is not None:
                 return self._finish(job, result)
             if polled.state in TERMINAL:
-                error = None if polled.state == JobState.SUCCEEDED else polled.detail
-                return self.store.transition(
-                    job.job_id, polled.state, reason=polled.detail, error=error, ended_at=time.time()
-                )
+                detail = polled.detail or f"{job.backend} reports {polled.state.value}"
+                error = None if polled.state == JobState.SUCCEEDED else detail
+                return self.store.transition(job.job_id, polled.state, reason=detail, error=error, ended_at=time.time())
             if job.state == JobState.STARTING and (polled.state == JobState.RUNNING or job.events_cursor > 0):
                 return self.store.transition(
                     job.job_id, JobState.RUNNING, reason="the job process reported", started_at=time.time()

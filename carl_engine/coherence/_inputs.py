@@ -78,7 +78,8 @@ def as_mask(mask: Any, batch: int, length: int) -> tuple[torch.Tensor, bool]:
             raise InvalidSpecError("mask", "must be bool (True on real tokens) or 0/1 integers", got=str(tensor.dtype))
         if bool(((tensor != 0) & (tensor != 1)).any()):
             b, t = first_true((tensor != 0) & (tensor != 1))
-            raise InvalidSpecError("mask", f"integer masks must hold 0 or 1; sample {b}, position {t} holds {int(tensor[b, t])}")
+            held = int(tensor[b, t])
+            raise InvalidSpecError("mask", f"integer masks must hold 0 or 1; sample {b}, position {t} holds {held}")
         tensor = tensor != 0
     return tensor, was_numpy
 
@@ -143,7 +144,8 @@ def check_stats(entropy: torch.Tensor, selected_logprob: torch.Tensor, mask: tor
         b, t = first_true(bad)
         raise InvalidSpecError(
             "selected_logprob",
-            f"must be <= 0 and not NaN at unmasked positions; sample {b}, position {t} holds {float(selected_logprob[b, t])}",
+            f"must be <= 0 and not NaN at unmasked positions; sample {b}, position {t} holds "
+            f"{float(selected_logprob[b, t])}",
         )
 
 

@@ -92,6 +92,7 @@ class CoherenceField:
         ids, _ = inputs.as_tensor(token_ids, "token_ids")
         inputs.check_shape(ids, "token_ids", "[B, T]", (B, T))
         mask_t, _ = inputs.as_mask(mask, B, T)
+        ids, mask_t = ids.to(logits_t.device), mask_t.to(logits_t.device)
         vocab_size = inputs.check_vocab_size(V)
         tau = inputs.check_temperature(temperature)
         if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int) or chunk_bytes < 1:
@@ -130,9 +131,9 @@ class CoherenceField:
         inputs.check_float(lp, "selected_logprob")
         vocab_size = inputs.check_vocab_size(vocab_size)
         mask_t, _ = inputs.as_mask(mask, B, T)
-        h, lp = h.to(torch.float64), lp.to(torch.float64)
+        h, lp, mask_t = h.to(torch.float64), lp.to(h.device, torch.float64), mask_t.to(h.device)
         inputs.check_stats(h, lp, mask_t, vocab_size)
-        zero = torch.zeros((), dtype=torch.float64)
+        zero = torch.zeros((), dtype=torch.float64, device=h.device)
         return cls(torch.where(mask_t, h, zero), torch.where(mask_t, lp, zero), mask_t, vocab_size, as_numpy=was_numpy)
 
     # ---- the per-token arrays --------------------------------------------------------------
@@ -218,7 +219,7 @@ class CoherenceField:
             diversity = [math.nan if value is None else value for value in diversity]
         values, _ = inputs.as_tensor(diversity, "diversity")
         inputs.check_shape(values, "diversity", "[B]", (self._phi.shape[0],))
-        return values.to(torch.float64)
+        return values.to(self._phi.device, torch.float64)
 
 
 def _compact(phi_BT: torch.Tensor, logprob_BT: torch.Tensor, mask_BT: torch.Tensor,
@@ -226,7 +227,7 @@ def _compact(phi_BT: torch.Tensor, logprob_BT: torch.Tensor, mask_BT: torch.Tens
     """Moves each sample's real tokens to the front, in order, and trims to the longest one."""
     B, T = mask_BT.shape
     longest = int(lengths_B.max()) if B else 0
-    prefix = torch.arange(T) < lengths_B.unsqueeze(1)
+    prefix = torch.arange(T, device=mask_BT.device) < lengths_B.unsqueeze(1)
     if not torch.equal(prefix, mask_BT):
         order = torch.argsort((~mask_BT).to(torch.int8), dim=1, stable=True)  # real tokens first
         phi_BT, logprob_BT = phi_BT.gather(1, order), logprob_BT.gather(1, order)
@@ -236,31 +237,32 @@ def _compact(phi_BT: torch.Tensor, logprob_BT: torch.Tensor, mask_BT: torch.Tens
 def _scale_coherence(phi_BL: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tensor:
     """`[B, J]` C_j = clamp(1 - mean over whole blocks of the block's population std, 0, 1).
 
-    Blocks of scale j are pairs of blocks of scale j - 1, so each block's mean and sum of
-    squared deviations M2 come from its two halves (the pairwise update of Chan et al.):
+    Blocks of scale j are pairs of blocks of scale j - 1, so each block's mean and variance
+    come from its two equal halves (the pairwise update of Chan et al.):
+        mean = (mean_l + mean_r) / 2,   var = (var_l + var_r) / 2 + (mean_r - mean_l)² / 4
     O(T) work over all scales, no reduction over tiny dimensions, and no E[x²] - E[x]²
     cancellation.
     """
     B, L = phi_BL.shape
     n_scales = min(int(math.log2(L)) + 1, MAX_SCALES) if L > 0 else 0
-    std_sums = torch.zeros(B, n_scales, dtype=torch.float64)  # Σ over whole blocks of the std
-    mean, m2 = phi_BL, torch.zeros_like(phi_BL)  # per block of the previous scale: [B, n_blocks]
+    std_sums = torch.zeros(B, n_scales, dtype=torch.float64, device=phi_BL.device)  # Σ over whole blocks of the std
+    mean, var = phi_BL, torch.zeros_like(phi_BL)  # per block of the previous scale: [B, n_blocks]
     for j in range(1, n_scales):
-        half, n_blocks = 2 ** (j - 1), mean.shape[1] // 2
+        n_blocks = mean.shape[1] // 2
         left, right = slice(0, 2 * n_blocks, 2), slice(1, 2 * n_blocks, 2)
         delta = mean[:, right] - mean[:, left]
-        m2 = torch.addcmul(m2[:, left] + m2[:, right], delta, delta, value=half / 2)
-        mean = torch.add(mean[:, left], delta, alpha=0.5)
-        std = torch.sqrt(m2 / (2 * half))  # [B, n_blocks]
-        inside = torch.arange(n_blocks) < (lengths_B // (2 * half)).unsqueeze(1)
-        std_sums[:, j] = (std * inside).sum(dim=1)
-    whole_blocks = lengths_B.unsqueeze(1) // 2 ** torch.arange(n_scales)  # [B, J]
+        var = torch.addcmul(torch.lerp(var[:, left], var[:, right], 0.5), delta, delta, value=0.25)
+        mean = torch.lerp(mean[:, left], mean[:, right], 0.5)
+        whole = (lengths_B >> j).unsqueeze(1)  # whole blocks of each sample
+        inside = torch.arange(n_blocks, device=phi_BL.device) < whole
+        std_sums[:, j] = (torch.sqrt(var) * inside).sum(dim=1)
+    whole_blocks = lengths_B.unsqueeze(1) >> torch.arange(n_scales, device=phi_BL.device)  # [B, J]
     return torch.clamp(1.0 - std_sums / whole_blocks, 0.0, 1.0)  # 0/0 = NaN: no such scale
 
 
 def _weighted_scales(scales_BJ: torch.Tensor) -> torch.Tensor:
     """R_ms = Σ w_j C_j / Σ w_j over the scales that exist, w_j = 2^(j/2); NaN when none does."""
-    w = 2.0 ** (torch.arange(scales_BJ.shape[1], dtype=torch.float64) / 2)
+    w = 2.0 ** (torch.arange(scales_BJ.shape[1], dtype=torch.float64, device=scales_BJ.device) / 2)
     exists = ~torch.isnan(scales_BJ)
     num = (torch.nan_to_num(scales_BJ) * w).sum(dim=1)
     return num / (exists * w).sum(dim=1)  # 0/0 = NaN for an empty sample
@@ -283,7 +285,7 @@ def _discontinuity(phi_BL: torch.Tensor, lengths_B: torch.Tensor) -> dict[str, t
     """
     delta = torch.diff(phi_BL, dim=1)  # [B, L-1]
     before = phi_BL[:, :-1]
-    valid = torch.arange(delta.shape[1]) < (lengths_B - 1).unsqueeze(1)
+    valid = torch.arange(delta.shape[1], device=phi_BL.device) < (lengths_B - 1).unsqueeze(1)
     up = (delta > DEFECT_THRESHOLD) & valid  # commitment / crystallization
     down = (delta < -DEFECT_THRESHOLD) & valid  # dissolution / melting
     n_up, n_down = up.sum(dim=1), down.sum(dim=1)

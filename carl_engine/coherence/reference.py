@@ -18,7 +18,9 @@ DEFECT_THRESHOLD = 0.03
 MAX_SCALES = 16
 
 
-def token_stats(logits_TV: np.ndarray, token_ids_T: np.ndarray, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def token_stats(
+    logits_TV: np.ndarray, token_ids_T: np.ndarray, temperature: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Entropy (nats) and sampled-token log-probability of one sample's real tokens.
 
     Computes in the logits' precision (float32 stays float32), log-sum-exp form.
@@ -95,8 +97,13 @@ def batch_scores(entropy_BT: np.ndarray, logprob_BT: np.ndarray, vocab_size: int
     return [sample_scores(h[m], lp[m], vocab_size, weights) for h, lp, m in zip(entropy_BT, logprob_BT, mask_BT)]
 
 
-def batch_scores_from_logits(logits_BTV: np.ndarray, token_ids_BT: np.ndarray, mask_BT: np.ndarray | None = None,
-                             temperature: float = 1.0, weights: CARLWeights | None = None) -> list[dict[str, float]]:  # fmt: skip
+def batch_scores_from_logits(
+    logits_BTV: np.ndarray,
+    token_ids_BT: np.ndarray,
+    mask_BT: np.ndarray | None = None,
+    temperature: float = 1.0,
+    weights: CARLWeights | None = None,
+) -> list[dict[str, float]]:
     """Per sample: token statistics of its real tokens, then `sample_scores`."""
     B, T, V = logits_BTV.shape
     mask_BT = np.ones((B, T), dtype=bool) if mask_BT is None else np.asarray(mask_BT, dtype=bool)

@@ -59,8 +59,9 @@ def token_stats(
     """
     B, T, V = logits_BTV.shape
     compute = _compute_dtype(logits_BTV.dtype)
-    entropy = torch.zeros(B * T, dtype=torch.float64)
-    logprob = torch.zeros(B * T, dtype=torch.float64)
+    device = logits_BTV.device
+    entropy = torch.zeros(B * T, dtype=torch.float64, device=device)
+    logprob = torch.zeros(B * T, dtype=torch.float64, device=device)
     rows = torch.nonzero(mask_BT.reshape(-1)).reshape(-1)  # flat indices of unmasked rows
     if rows.numel() == 0:
         return entropy.reshape(B, T), logprob.reshape(B, T)
@@ -68,8 +69,8 @@ def token_stats(
     all_rows = rows.numel() == B * T
     ids = token_ids_BT.reshape(-1).to(torch.int64)
     R = min(rows_per_chunk(V, logits_BTV.dtype, chunk_bytes, flat_view=flat is not None), rows.numel())
-    shifted = torch.empty(R, V, dtype=compute)  # z = (x - max x) / τ
-    weights = torch.empty(R, V, dtype=compute)  # exp z, then exp(z)·z
+    shifted = torch.empty(R, V, dtype=compute, device=device)  # z = (x - max x) / τ
+    weights = torch.empty(R, V, dtype=compute, device=device)  # exp z, then exp(z)·z
     for start in range(0, rows.numel(), R):
         chunk = rows[start : start + R]
         n = chunk.numel()
@@ -124,6 +125,6 @@ def _fix_neg_inf_rows(dot_R: torch.Tensor, z_RV: torch.Tensor) -> torch.Tensor:
     if not bool(nan_rows.any()):
         return dot_R
     z = z_RV[nan_rows]
-    finite = torch.where(torch.isinf(z), torch.zeros((), dtype=z.dtype), z)
+    finite = torch.where(torch.isinf(z), torch.zeros((), dtype=z.dtype, device=z.device), z)
     dot_R[nan_rows] = (torch.exp(z) * finite).sum(dim=-1)
     return dot_R

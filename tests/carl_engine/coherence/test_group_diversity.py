@@ -55,7 +55,8 @@ def test_tensors_and_arrays_are_accepted_as_completions():
 
 def test_presets_follow_the_spec():
     assert CARLWeights.paper() == CARLWeights() == CARLWeights(0.5, 0.3, 0.2, 0.0)
-    assert CARLWeights.guarded().as_dict() == {"multiscale": 0.4, "cloud": 0.25, "discontinuity": 0.15, "diversity": 0.2}
+    guarded = {"multiscale": 0.4, "cloud": 0.25, "discontinuity": 0.15, "diversity": 0.2}
+    assert CARLWeights.guarded().as_dict() == guarded
     assert CARLWeights.preset("guarded") == CARLWeights.guarded()
     with pytest.raises(ValueError, match="preset"):
         CARLWeights.preset("fancy")

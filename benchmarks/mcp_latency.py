@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import statistics
@@ -35,7 +36,7 @@ CARL_MCP = str(Path(sys.executable).with_name("carl-mcp"))
 def percentile(samples_ms: list[float], q: float) -> float:
     """The q-th percentile (0..100) by nearest rank."""
     ordered = sorted(samples_ms)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered)) - 1))
+    rank = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
     return ordered[rank]
 
 

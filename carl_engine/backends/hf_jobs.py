@@ -34,7 +34,7 @@ import base64
 import os
 import re
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from carl_engine.backends.base import Handle, LogPage, PollResult
 from carl_engine.backends.bundle import EVENT_MARK, RESULT_MARK, render_bundle, replay_relay

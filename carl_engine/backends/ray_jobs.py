@@ -110,7 +110,10 @@ class RayBackend:
         """
         address = resolve_address(target)
         shared = shared_filesystem(address)
-        gpus = float(os.environ.get("CARL_RAY_GPUS") or 0)
+        try:
+            gpus = float(os.environ.get("CARL_RAY_GPUS") or 0)
+        except ValueError:
+            raise InvalidSpecError("CARL_RAY_GPUS", "must be a number of GPUs", got=os.environ["CARL_RAY_GPUS"]) from None
         kwargs: dict[str, Any] = {"submission_id": job_id, "metadata": {"carl_job_id": job_id}}
         if gpus:
             kwargs["entrypoint_num_gpus"] = gpus

@@ -139,7 +139,11 @@ async def _connect(target: SSHTarget, options: dict[str, Any]):
     try:
         return await asyncssh.connect(target.host, port=target.port, username=target.user, **options)
     except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
-        raise BackendError(f"cannot reach {target} over SSH: {exc}", target=str(target)) from None
+        raise BackendError(
+            f"cannot reach {target} over SSH: {exc}",
+            hint="check the host, CARL_SSH_KEY and CARL_SSH_KNOWN_HOSTS (or ~/.ssh/known_hosts)",
+            target=str(target),
+        ) from None
 
 
 def _q(path: str) -> str:
@@ -267,8 +271,14 @@ def fetch(target: SSHTarget, remote_path: str, dest: Path, *, names: tuple[str, 
                 return
             entries = names if names is not None else [n for n in await sftp.listdir(remote_path) if n not in (".", "..")]
             for name in entries:
+                source = f"{remote_path}/{name}"
                 try:
-                    await sftp.get(f"{remote_path}/{name}", str(dest / name), recurse=True)
+                    if await sftp.isdir(source):
+                        await sftp.get(source, str(dest / name), recurse=True)
+                    else:  # whole files replace local ones atomically: readers never see half a file
+                        partial = dest / f".{name}.fetch"
+                        await sftp.get(source, str(partial))
+                        os.replace(partial, dest / name)
                 except asyncssh.SFTPNoSuchFile:
                     continue
 

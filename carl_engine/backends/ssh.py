@@ -57,9 +57,9 @@ def start_remote(
 def poll_remote(target: remote_ssh.SSHTarget, remote_dir: str, local_run: RunDir | None,
                 options: dict[str, Any]) -> PollResult:
     """Our state for the job in `remote_dir`; mirrors events and result into `local_run` first."""
+    seen = remote_ssh.status(target, remote_dir, options=options)  # first: an exited job has written its result
     if local_run is not None:
         remote_ssh.fetch(target, f"{remote_dir}/run", local_run.path, names=_MIRRORED, options=options)
-    seen = remote_ssh.status(target, remote_dir, options=options)
     if seen.state == "exited":
         result = local_run.read_result() if local_run is not None else None
         if result is not None:

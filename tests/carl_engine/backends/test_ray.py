@@ -7,6 +7,7 @@ so a client in this process could not switch to token mode per test.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -68,6 +69,7 @@ def ray_head(models_cache):
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait(timeout=10)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture

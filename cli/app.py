@@ -32,7 +32,7 @@ app = typer.Typer(
 
 #: one module per command area; each defines `register(app)`
 COMMAND_MODULES = ["carl_studio.cli.train", "carl_studio.cli.jobs", "carl_studio.cli.compute",
-                   "carl_studio.cli.observe", "carl_studio.cli.push"]
+                   "carl_studio.cli.observe", "carl_studio.cli.push", "carl_studio.cli.eval", "carl_studio.cli.bench"]
 
 T = TypeVar("T")
 

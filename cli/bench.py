@@ -6,33 +6,40 @@ from typing import Any
 
 import typer
 
-from carl_studio.cli.eval import call_tool
-from carl_studio.tools.bench import BENCH, BenchResponse
+from carl_studio.cli.app import run_tool
+from carl_studio.cli.render import out, print_json
+from carl_studio.tools.bench import BenchResponse
 
 bench_app = typer.Typer(help="Benchmarks: reward throughput / GRPO overhead, and the seed-matched A/B bench.",
                         no_args_is_help=True)
 
 
-def render(out: BenchResponse) -> None:
+def _show(answer: BenchResponse, json_out: bool) -> None:
+    if json_out:
+        print_json(answer)
+    else:
+        render(answer)
+
+
+def render(answer: BenchResponse) -> None:
     """Print a bench response (rich)."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    if out.bench == "ab":
-        console.print(f"A/B bench job [bold]{out.job_id}[/bold] started ({out.state}); {out.next}")
+    console = out
+    if answer.bench == "ab":
+        console.print(f"A/B bench job [bold]{answer.job_id}[/bold] started ({answer.state}); {answer.next}")
         return
     table = Table("arm", "shape", "ours (s)", "reference (s)", "speed-up", "max |diff|")
     for name in ("from_logits", "from_stats"):
-        t: dict[str, Any] = (out.throughput or {})[name]
+        t: dict[str, Any] = (answer.throughput or {})[name]
         table.add_row(name, "x".join(map(str, t["shape"])), f"{t['ours_s']:.4f}", f"{t['reference_s']:.4f}",
                       f"{t['speedup']:.2f}x", f"{t['max_abs_diff']:.1e}")
     console.print(table)
-    if out.grpo_overhead:
-        for key, value in out.ratios.items():
+    if answer.grpo_overhead:
+        for key, value in answer.ratios.items():
             if key.endswith("_ratio"):
                 console.print(f"{key}: {value:.3f}")
-    console.print(out.next)
+    console.print(answer.next)
 
 
 @bench_app.command("reward")
@@ -49,7 +56,7 @@ def reward_command(
 ) -> None:
     """Time the CARL reward against the numpy reference (and GRPO overhead); print the ratios."""
     arguments = {k: v for k, v in locals().items() if k != "json_out"}
-    call_tool(BENCH, {"bench": "reward", **arguments}, json_out=json_out, render=render)
+    _show(run_tool("carl_bench", {"bench": "reward", **arguments}), json_out)
 
 
 @bench_app.command("ab")
@@ -72,7 +79,7 @@ def ab_command(
         "seeds": seeds, "sft_steps": sft_steps, "ab_grpo_steps": grpo_steps, "carl_weight": carl_weight,
         "eval_n": eval_n, "alpha": alpha, "compute": compute,
     }
-    call_tool(BENCH, arguments, json_out=json_out, render=render)
+    _show(run_tool("carl_bench", arguments), json_out)
 
 
 def register(app: typer.Typer) -> None:

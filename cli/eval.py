@@ -10,46 +10,31 @@ from typing import Any
 
 import typer
 
-from carl_studio.tools.base import Response, ToolContext, ToolSpec
-from carl_studio.tools.eval import EVAL, EvalResponse
-
-
-def call_tool(spec: ToolSpec, arguments: dict[str, Any], *, json_out: bool, render: Any) -> Any:
-    """Call a tool as the CLI does: errors to stderr with exit status 2, the response as JSON or rendered."""
-    from carl_engine.errors import CarlError
-
-    try:
-        out: Response = spec.call(arguments, ToolContext())
-    except CarlError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
-    if json_out:
-        typer.echo(out.model_dump_json(indent=2))
-    else:
-        render(out)
-    return out
+from carl_studio.cli.app import run_tool
+from carl_studio.cli.render import out, print_json
+from carl_studio.tools.eval import EvalResponse
 
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def render(out: EvalResponse) -> None:
+def render(answer: EvalResponse) -> None:
     """Print an eval response as tables (rich)."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    if out.mode == "job":
-        console.print(f"eval job [bold]{out.job_id}[/bold] started ({out.state}); {out.next}")
+    console = out
+    if answer.mode == "job":
+        console.print(f"eval job [bold]{answer.job_id}[/bold] started ({answer.state}); {answer.next}")
         return
-    colour = "green" if out.passed else "red"
-    console.print(f"[bold {colour}]{(out.verdict or '').upper()}[/bold {colour}]  {out.checkpoint}")
-    for reason in out.reasons:
+    colour = "green" if answer.passed else "red"
+    console.print(f"[bold {colour}]{(answer.verdict or '').upper()}[/bold {colour}]  {answer.checkpoint}")
+    for reason in answer.reasons:
         console.print(f"  {reason}")
-    table = Table("metric", "candidate", "95% interval", *(["baseline"] if out.baseline_metrics else []))
-    m, b = out.metrics, out.baseline_metrics
-    assert m is not None
+    table = Table("metric", "candidate", "95% interval", *(["baseline"] if answer.baseline_metrics else []))
+    m, b = answer.metrics, answer.baseline_metrics
+    if m is None:
+        return
     rows: list[tuple[str, Any, Any]] = [
         ("accuracy (greedy)", m.accuracy, b.accuracy if b else None),
         ("mean Φ", m.phi_mean, b.phi_mean if b else None),
@@ -62,7 +47,7 @@ def render(out: EvalResponse) -> None:
         table.add_row(f"carl {key}", _fmt(value), "", *([_fmt(b.carl.get(key))] if b else []))
     table.add_row("mean length (tokens)", f"{m.mean_length:.1f}", "", *([f"{b.mean_length:.1f}"] if b else []))
     console.print(table)
-    console.print(f"eval.json: {', '.join(out.eval_json) or '(not written)'}  ·  {out.next}")
+    console.print(f"eval.json: {', '.join(answer.eval_json) or '(not written)'}  ·  {answer.next}")
 
 
 def eval_command(
@@ -88,8 +73,12 @@ def eval_command(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the weight-loading bar is noise on a terminal and in --json output
-    out = call_tool(EVAL, arguments, json_out=json_out, render=render)
-    if out.mode == "inline" and not out.passed:
+    answer = run_tool("carl_eval", arguments)
+    if json_out:
+        print_json(answer)
+    else:
+        render(answer)
+    if answer.mode == "inline" and not answer.passed:
         raise typer.Exit(1)
 
 

@@ -118,6 +118,9 @@ def invalid_spec_from(err: ValidationError, model: type[BaseModel] | None = None
     Example: `max_steps: Input should be less than or equal to 1000000; got -1`.
     """
     first = err.errors(include_url=False)[0]
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, InvalidSpecError):  # a cross-field rule that already named its field
+        return cause
     field = ".".join(str(part) for part in first.get("loc", ())) or "request"
     if first.get("type") == "extra_forbidden":
         known = ", ".join(model.model_fields) if model is not None and len(first.get("loc", ())) == 1 else None

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
+
+from carl_engine.errors import InvalidSpecError
 
 from carl_engine.bench.ab import ARMS, Arm
 from carl_studio.tools.base import Request, Response, ToolContext, ToolSpec
+
+
+MAX_LOGITS = 64 * 2**20  # elements of the inline bench's logits (256 MiB of float32)
+MAX_STATS = 2**20
 
 
 class BenchRequest(Request):
@@ -38,6 +44,16 @@ class BenchRequest(Request):
     eval_n: int = Field(64, ge=1, le=10_000, description="ab: eval prompts per arm and seed.")
     alpha: float = Field(0.05, gt=0.0, lt=0.5, description="ab: significance level of the verdict.")
     compute: str = Field("local", max_length=400, description="ab: where the job runs (local, ray[:address], hf_jobs:<flavor>, ...).")
+
+    @model_validator(mode="after")
+    def _inline_size(self) -> BenchRequest:
+        if self.batch * self.length * self.vocab > MAX_LOGITS:
+            raise InvalidSpecError("vocab", f"batch x length x vocab must be at most {MAX_LOGITS:,} (inline bench); "
+                                   f"got {self.batch * self.length * self.vocab:,}")
+        if self.stats_batch * self.stats_length > MAX_STATS:
+            raise InvalidSpecError("stats_length", f"stats_batch x stats_length must be at most {MAX_STATS:,}; "
+                                   f"got {self.stats_batch * self.stats_length:,}")
+        return self
 
 
 class BenchResponse(Response):

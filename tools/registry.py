@@ -7,7 +7,9 @@ and add one entry here. Tools are listed in the order an agent meets them.
 from __future__ import annotations
 
 from carl_studio.tools.base import ToolSpec
+from carl_studio.tools.bench import BENCH
 from carl_studio.tools.compute import COMPUTE
+from carl_studio.tools.eval import EVAL
 from carl_studio.tools.jobs import LOGS, STATUS, STOP
 from carl_studio.tools.observe import OBSERVE
 from carl_studio.tools.push import PUSH
@@ -20,7 +22,9 @@ TOOLS: list[ToolSpec] = [
     LOGS,
     STOP,
     OBSERVE,
+    EVAL,
     PUSH,
+    BENCH,
 ]
 
 

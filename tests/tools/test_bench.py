@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import typer
 from mcp import Client
 from typer.testing import CliRunner
 
 from carl_engine.errors import InvalidSpecError
-from carl_studio.cli import bench as bench_cli
+from carl_studio.cli.app import app
 from carl_studio.server.app import build_server
 from carl_studio.tools.bench import BENCH
 from tests.tools.support import scripted_context
@@ -55,8 +54,6 @@ async def test_carl_bench_through_the_in_memory_mcp_client():
 
 
 def test_carl_bench_reward_on_the_command_line_prints_json():
-    app = typer.Typer()
-    bench_cli.register(app)
     result = CliRunner().invoke(app, ["bench", "reward", "--batch", "2", "--length", "16", "--vocab", "64",
                                       "--stats-batch", "2", "--stats-length", "32", "--repeats", "1", "--json"])
     assert result.exit_code == 0, result.output

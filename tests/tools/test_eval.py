@@ -77,14 +77,10 @@ async def test_carl_eval_through_the_in_memory_mcp_client(job_with_checkpoint):
 
 
 def test_carl_eval_on_the_command_line_exits_1_when_the_gate_fails_and_prints_json(job_with_checkpoint):
-    import typer
     from typer.testing import CliRunner
 
-    from carl_studio.cli import eval as eval_cli
+    from carl_studio.cli.app import app
 
-    app = typer.Typer()
-    eval_cli.register(app)
-    app.command("noop")(lambda: None)  # a second command, so `eval` stays a subcommand
     runner = CliRunner()
     failed = runner.invoke(app, ["eval", "evaljob1", "-n", "4", "--group-size", "2", "--max-new-tokens", "3",
                                  "--min-accuracy", "0.99", "--json"])

@@ -69,7 +69,9 @@ def test_a_pipeline_dry_run_returns_the_pipeline_plan():
     ctx = scripted_context()
     answer = TRAIN.call({"pipeline": True, "dry_run": True, "seed": 3, "pipeline_options": {"grpo_steps": 2}}, ctx)
     assert answer.kind == "pipeline" and len(answer.plan) == 5 and "seed 3" in answer.plan[0]
-    assert answer.estimate.max_steps == 60 + 2 and _rows(ctx) == 0
+    from carl_engine.pipeline import PipelineSpec
+
+    assert answer.estimate.max_steps == PipelineSpec().sft_steps + 2 and _rows(ctx) == 0
     with pytest.raises(InvalidSpecError, match="learning_rate: does not apply with pipeline=true"):
         TRAIN.call({"pipeline": True, "dry_run": True, "learning_rate": 0.1}, ctx)
 

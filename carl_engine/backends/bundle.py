@@ -17,6 +17,7 @@ run directory from those lines with `replay_relay`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from importlib import metadata
@@ -182,13 +183,22 @@ def render_bundle(spec: dict[str, Any], *, name: str, source: str | None = None)
     )
 
 
+def default_name(spec: Any) -> str:
+    """`<kind>-<first 8 hex digits of the spec's SHA-256>`, e.g. `train-1f2e3d4c` ("spec" when not a mapping)."""
+    if not isinstance(spec, dict):
+        return "spec"
+    kind = re.sub(r"[^A-Za-z0-9._-]", "-", str(spec.get("kind", "train")))[:40] or "job"
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{kind}-{digest}"
+
+
 def write_bundle(spec: dict[str, Any], dest: str | Path, *, name: str | None = None, source: str | None = None) -> Path:
     """Write the self-contained script that runs `spec` with `uv run`.
 
     Args:
         spec: the job's spec (what goes to spec.json; may carry "kind").
         dest: a folder (the script is written inside it as `carl-job-<name>.py`) or a `.py` path.
-        name: names the script and its default run dir; default the spec's `job_id`, else "job".
+        name: names the script and its default run dir; default `<kind>-<8 hex of the spec's hash>`.
         source: where the remote side gets CARL Studio (see `carl_source`).
 
     Returns:
@@ -197,7 +207,7 @@ def write_bundle(spec: dict[str, Any], dest: str | Path, *, name: str | None = N
     Raises:
         InvalidSpecError: a spec that is not a JSON object, a bad name or source.
     """
-    name = name or str(spec.get("job_id", "job") if isinstance(spec, dict) else "job")
+    name = name or default_name(spec)
     text = render_bundle(spec, name=name, source=source)
     dest = Path(dest).expanduser()
     path = dest if dest.suffix == ".py" else dest / f"carl-job-{name}.py"

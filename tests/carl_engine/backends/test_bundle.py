@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -34,6 +35,13 @@ def test_the_bundle_is_valid_python_that_embeds_the_spec(tmp_path):
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "SPEC_JSON"
     )
     assert json.loads(spec_json) == TINY_SPEC
+
+
+def test_without_a_name_the_script_is_named_after_the_kind_and_the_spec(tmp_path):
+    first = write_bundle(TINY_SPEC, tmp_path)
+    assert re.fullmatch(r"carl-job-train-[0-9a-f]{8}\.py", first.name)
+    assert write_bundle(TINY_SPEC, tmp_path) == first
+    assert write_bundle({**TINY_SPEC, "max_steps": 2}, tmp_path) != first
 
 
 def test_its_metadata_block_is_toml_listing_carl_studio_and_its_runtime_dependencies(tmp_path):

@@ -56,7 +56,8 @@ class CoherenceField:
         self._mask = mask_BT
         self._entropy = entropy_BT
         self._logprob = logprob_BT
-        self._phi = torch.clamp(1.0 - entropy_BT / math.log(vocab_size), 0.0, 1.0) * mask_BT
+        phi = torch.mul(entropy_BT, -1.0 / math.log(vocab_size)).add_(1.0).clamp_(0.0, 1.0)
+        self._phi = phi.masked_fill_(~mask_BT, 0.0)
         self._lengths = mask_BT.sum(dim=1)
         self._phi_c, self._logprob_c = _compact(self._phi, logprob_BT, mask_BT, self._lengths)
 

@@ -273,7 +273,7 @@ class _Pipeline:
 
     def evaluate(self, name: str, checkpoint: str, gate: GateThresholds, *, root: bool = False) -> EvalReport:
         """Evaluate a checkpoint with a gate; eval.json goes to the stage folder (and the run root)."""
-        from carl_engine.evaluation.evaluate import evaluate
+        from carl_engine.evaluation.evaluate import evaluate, report_folder
         from carl_engine.evaluation.spec import read_report
 
         earlier = read_report(self.stage_dir(name).path) if name in self.done else None
@@ -285,9 +285,9 @@ class _Pipeline:
                         max_new_tokens=s.max_completion_length, seed=s.seed, gate=gate)
         self._event(name, "started", checkpoint=checkpoint)
         report = evaluate(spec)
-        write_report(report, self.stage_dir(name).create().path)
-        if root:
-            write_report(report, self.run_dir.path)
+        folders = [self.stage_dir(name).create().path, report_folder(report.checkpoint)]  # the latter: carl_push's
+        for folder in dict.fromkeys(f for f in folders + [self.run_dir.path if root else None] if f is not None):
+            write_report(report, folder)
         flat = report.metrics.flat()
         self.metrics.update({f"{name}/{k.removeprefix('eval/')}": v for k, v in flat.items()})
         self.run_dir.append_event("metrics", step=None, stage=name, metrics={f"{name}/{k}": v for k, v in flat.items()})
@@ -296,12 +296,26 @@ class _Pipeline:
         return report
 
     def push(self, checkpoint: str) -> dict[str, Any]:
-        """Push (or export) the passing checkpoint with its eval verdict."""
-        from carl_engine.hub import push_checkpoint
+        """Export and/or push the checkpoint that passed, with its model card (carl_engine.hub)."""
+        if "push" in self.done:
+            fields = {k: v for k, v in self.done["push"].items() if k in ("local_dir", "repo_id", "url")}
+            self._event("push", "reused", **fields)
+            return fields
+        from carl_engine.errors import CarlError
+        from carl_engine.hub import push
 
+        s = self.spec
         self._event("push", "started", checkpoint=checkpoint)
-        out = push_checkpoint(checkpoint, repo_id=self.spec.push_to, local_dir=self.spec.push_local_dir,
-                              private=self.spec.private, eval_report=self.run_dir.eval_path)
+        out: dict[str, Any] = {}
+        try:
+            if s.push_local_dir:
+                out["local_dir"] = push(checkpoint, local_dir=s.push_local_dir).local_dir
+            if s.push_to:
+                pushed = push(checkpoint, repo_id=s.push_to, private=s.private)
+                out.update(repo_id=pushed.repo_id, url=pushed.url)
+        except CarlError as err:
+            self._event("push", "failed", error=str(err))
+            raise _StageFailed("push", f"push failed: {err}") from None
         self._event("push", "completed", checkpoint=checkpoint, **out)
         return out
 

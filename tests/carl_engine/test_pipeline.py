@@ -63,12 +63,13 @@ def test_the_default_pipeline_runs_end_to_end_on_carl_tiny_and_resumes_without_r
     from carl_engine.runs import RunDir
 
     run_dir = RunDir(tmp_path / "pipe").create()
-    result = run({"kind": "pipeline"}, run_dir)
+    spec = {"kind": "pipeline", "push_local_dir": str(tmp_path / "export")}
+    result = run(spec, run_dir)
     assert result.status == "succeeded", result.error
     stages = [(e["stage"], e["status"]) for e in run_dir.iter_events("stage")]
     assert stages == [("sft", "started"), ("sft", "completed"), ("sft_gate", "started"), ("sft_gate", "completed"),
                       ("grpo", "started"), ("grpo", "completed"), ("eval", "started"), ("eval", "completed"),
-                      ("push", "skipped")]
+                      ("push", "started"), ("push", "completed")]
     report = read_report(run_dir.path)
     assert report.passed and report.checkpoint == result.checkpoint and report.baseline.endswith("checkpoint-200")
     assert result.checkpoint.endswith("stages/grpo/checkpoints/checkpoint-20")
@@ -77,11 +78,14 @@ def test_the_default_pipeline_runs_end_to_end_on_carl_tiny_and_resumes_without_r
     steps = [e["step"] for e in run_dir.iter_events("metrics") if e.get("stage") == "grpo"]
     assert steps and min(steps) > 200
     # run again in the same directory: every stage is reused, nothing is trained again
-    again = run({"kind": "pipeline"}, run_dir)
+    exported = tmp_path / "export"
+    assert (exported / "README.md").is_file() and (exported / "model.safetensors").is_file()
+    assert "pass" in (exported / "README.md").read_text().lower()
+    again = run(spec, run_dir)
     assert again.status == "succeeded" and again.checkpoint == result.checkpoint
     reused = [(e["stage"], e["status"]) for e in run_dir.iter_events("stage")][len(stages):]
     assert reused == [("sft", "reused"), ("sft_gate", "reused"), ("grpo", "reused"), ("eval", "reused"),
-                      ("push", "skipped")]
+                      ("push", "reused")]
 
 
 @pytest.mark.slow

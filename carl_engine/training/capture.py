@@ -58,9 +58,11 @@ class TokenStatsProcessor(LogitsProcessor):
         elif self._prev_logp is not None:
             sampled = input_ids[:, -1:]  # [B, 1]: the token drawn at the previous step
             self.selected_steps.append(self._prev_logp.gather(1, sampled).squeeze(1))
-        logp = torch.log_softmax(scores.float() / self.temperature, dim=-1)  # [B, V]
-        p_logp = torch.where(logp > -torch.inf, logp.exp() * logp, torch.zeros_like(logp))
-        self.entropy_steps.append(-p_logp.sum(dim=-1))
+        z = scores.float() if self.temperature == 1.0 else scores.float() / self.temperature
+        logp = torch.log_softmax(z, dim=-1)  # [B, V]
+        # p log p is NaN only where p = 0 (logp = -inf, a masked token), whose term is 0.
+        p_logp = logp.exp().mul_(logp).nan_to_num_(0.0)
+        self.entropy_steps.append(p_logp.sum(dim=-1).neg_())
         self._prev_logp = logp
         return scores
 

@@ -79,3 +79,12 @@ def test_the_capture_wraps_generate_only_while_attached_and_cuts_rows_at_each_le
     assert [len(row) for row in stats.entropy] == [2, 6]
     assert [len(row) for row in stats.selected_logprob] == [2, 6]
     assert all(v <= 0 for row in stats.selected_logprob for v in row)
+
+
+def test_masked_vocabulary_entries_add_nothing_to_the_entropy():
+    processor = TokenStatsProcessor(temperature=1.0)
+    scores = torch.tensor([[0.0, 0.0, -torch.inf, -torch.inf]])
+    processor(torch.zeros(1, 2, dtype=torch.long), scores)
+    entropy, selected = processor.finish(torch.tensor([[0, 0, 1]]))
+    assert entropy.item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
+    assert selected.item() == pytest.approx(-torch.log(torch.tensor(2.0)).item())

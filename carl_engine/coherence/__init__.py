@@ -6,6 +6,7 @@
     s = f.scores(CARLWeights())            # [B] arrays: multiscale, cloud, discontinuity, composite, ...
     s = f.scores(CARLWeights.guarded(), diversity=group_diversity(token_id_lists, group_size))
 
+Where this departs from the paper's implementation is listed at the top of `field.py`.
 `CARLWeights` and `group_diversity` import no torch; `CoherenceField` loads torch on first use,
 so a spec can validate its weights in a process that never trains.
 """

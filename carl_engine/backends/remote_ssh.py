@@ -285,3 +285,66 @@ def fetch(target: SSHTarget, remote_path: str, dest: Path, *, names: tuple[str, 
     dest.mkdir(parents=True, exist_ok=True)
     run_sync(go)
     return sorted(p for p in dest.rglob("*") if p.is_file())
+
+
+def fetch_run(target: SSHTarget, remote_run: str, dest: Path, *, options: dict[str, Any]) -> list[Path]:
+    """Bring a finished run home: its top-level files and folders, and of `checkpoints/` only
+    the latest complete one (with trainer_state.json) — what a resume needs.
+
+    Returns:
+        The local files under `dest`, sorted.
+    """
+
+    async def go() -> None:
+        import asyncssh
+
+        async with await _connect(target, options) as conn, conn.start_sftp_client() as sftp:
+            if not await sftp.isdir(remote_run):
+                return
+            for name in await sftp.listdir(remote_run):
+                source = f"{remote_run}/{name}"
+                if name in (".", "..") or name == "checkpoints":
+                    continue
+                if await sftp.isdir(source):
+                    await sftp.get(source, str(dest / name), recurse=True)
+                else:
+                    partial = dest / f".{name}.fetch"
+                    await sftp.get(source, str(partial))
+                    os.replace(partial, dest / name)
+            steps = []
+            if await sftp.isdir(f"{remote_run}/checkpoints"):
+                for name in await sftp.listdir(f"{remote_run}/checkpoints"):
+                    found = re.fullmatch(r"checkpoint-(\d+)", name)
+                    if found and await sftp.exists(f"{remote_run}/checkpoints/{name}/trainer_state.json"):
+                        steps.append(int(found[1]))
+            if steps:
+                latest = f"checkpoint-{max(steps)}"
+                (dest / "checkpoints").mkdir(parents=True, exist_ok=True)
+                try:
+                    await sftp.get(f"{remote_run}/checkpoints/{latest}", str(dest / "checkpoints" / latest), recurse=True)
+                except asyncssh.SFTPNoSuchFile:  # removed by the trainer's rotation meanwhile
+                    pass
+
+    dest.mkdir(parents=True, exist_ok=True)
+    run_sync(go)
+    return sorted(p for p in dest.rglob("*") if p.is_file())
+
+
+def upload_dir(target: SSHTarget, local: Path, remote: str, *, options: dict[str, Any]) -> str:
+    """Copy the local folder `local` to `remote` (relative to the login dir); returns its absolute path there.
+
+    Raises:
+        BackendError: SSH failed or the remote shell refused.
+    """
+
+    async def go() -> str:
+        async with await _connect(target, options) as conn:
+            made = await conn.run(f"mkdir -p {_q(remote)} && cd {_q(remote)} && pwd", check=False)
+            if made.exit_status != 0:
+                raise BackendError(f"cannot create {remote} on {target}: {str(made.stderr).strip()}")
+            async with conn.start_sftp_client() as sftp:
+                for child in local.iterdir():
+                    await sftp.put(str(child), f"{remote}/{child.name}", recurse=True)
+            return str(made.stdout).strip()
+
+    return run_sync(go)

@@ -15,9 +15,9 @@ with the markers of remote_ssh.py, exactly as the ssh backend does):
    `starting`. The first poll that reaches SSH uploads the bundle and starts it
    (`$CARL_RUNPOD_RUNNER`, default: install uv with pip, then `uv run`); later polls
    mirror events.jsonl and result.json into the local run dir, as ssh does.
-3. When the job ends (or `cancel` stopped it), the whole remote run dir, checkpoints
-   included, is copied into the local run dir, then the pod is terminated — so a pod
-   never outlives its job by more than one poll.
+3. When the job ends (or `cancel` stopped it), the remote run dir with its latest complete
+   checkpoint is copied into the local run dir, then the pod is terminated — so a pod never
+   outlives its job by more than one poll. A resume uploads its checkpoint with the bundle.
 Host keys of fresh pods are unknown, so they are not checked (trust on first use).
 
 State mapping: pod without an SSH port → starting; then the ssh mapping (starting,
@@ -156,9 +156,8 @@ class RunPodBackend:
                 return PollResult(JobState.STARTING, None, f"bundle started on pod {handle['pod_id']}")
         except BackendError as exc:  # sshd may come up after RunPod reports the port
             return PollResult(JobState.STARTING, None, f"waiting for SSH on the pod ({exc.message})")
-        polled = poll_remote(target, handle["remote_dir"], local, options)
+        polled = poll_remote(target, handle["remote_dir"], local, options)  # brings the run dir home at the end
         if polled.state.is_terminal():
-            remote_ssh.fetch(target, f"{handle['remote_dir']}/run", local.path, options=options)
             self._terminate(handle)
         return polled
 
@@ -196,7 +195,7 @@ class RunPodBackend:
                     if time.monotonic() > deadline:
                         break
                     time.sleep(1)
-                remote_ssh.fetch(target, f"{handle['remote_dir']}/run", Path(handle["run_dir"]), options=options)
+                remote_ssh.fetch_run(target, f"{handle['remote_dir']}/run", Path(handle["run_dir"]), options=options)
             except BackendError:
                 pass  # an unreachable pod is terminated all the same
         self._terminate(handle)

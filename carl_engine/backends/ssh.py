@@ -14,7 +14,9 @@ run/result.json (else exit 0 → succeeded, non-zero → failed); cancelled → 
 lost (no pid alive and no exit code) and absent (no job directory) → lost.
 
 Each poll mirrors run/events.jsonl and run/result.json into the local run dir, so progress
-and metrics read locally; `artifacts` copies the whole remote run dir (checkpoints too).
+and metrics read locally; the poll that sees the job end brings home the run dir with its
+latest complete checkpoint (what `resume` needs); `artifacts` copies everything. A resumed
+job's `resume_from` checkpoint is uploaded next to the bundle and the spec points at it.
 """
 
 from __future__ import annotations
@@ -49,7 +51,12 @@ def start_remote(
 ) -> str:
     """Upload the bundle for `run_dir`'s spec and start it on `target`; returns the remote dir."""
     remote_dir = remote_dir_for(job_id)
-    script = render_bundle(run_dir.read_spec(), name=job_id)
+    spec = run_dir.read_spec()
+    resume = spec.get("resume_from")
+    if resume and Path(resume).is_dir():  # a resume: the checkpoint travels with the job
+        where = f"{remote_dir}/resume/{Path(resume).name}"
+        spec = {**spec, "resume_from": remote_ssh.upload_dir(target, Path(resume), where, options=options)}
+    script = render_bundle(spec, name=job_id)
     remote_ssh.launch(target, remote_dir, files={BUNDLE_NAME: script}, command=job_command(runner), options=options)
     return remote_dir
 
@@ -58,7 +65,9 @@ def poll_remote(target: remote_ssh.SSHTarget, remote_dir: str, local_run: RunDir
                 options: dict[str, Any]) -> PollResult:
     """Our state for the job in `remote_dir`; mirrors events and result into `local_run` first."""
     seen = remote_ssh.status(target, remote_dir, options=options)  # first: an exited job has written its result
-    if local_run is not None:
+    if local_run is not None and seen.state in ("exited", "cancelled", "lost"):
+        remote_ssh.fetch_run(target, f"{remote_dir}/run", local_run.path, options=options)
+    elif local_run is not None:
         remote_ssh.fetch(target, f"{remote_dir}/run", local_run.path, names=_MIRRORED, options=options)
     if seen.state == "exited":
         result = local_run.read_result() if local_run is not None else None

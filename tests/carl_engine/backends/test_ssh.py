@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -97,6 +98,42 @@ def test_a_failing_spec_is_reported_failed_with_its_log(ssh_env, monkeypatch, tm
     assert page.lines and page.next_cursor > 0
     backend.cancel(handle)  # cancelling a finished job does nothing
     assert backend.poll(handle).state == JobState.FAILED
+
+
+FAKE_RUN = (
+    "mkdir -p run/checkpoints/checkpoint-1 run/checkpoints/checkpoint-2 run/checkpoints/checkpoint-3; "
+    "echo '{}' > run/checkpoints/checkpoint-1/trainer_state.json; "
+    "echo '{}' > run/checkpoints/checkpoint-2/trainer_state.json; "  # checkpoint-3 is incomplete
+    "echo '{\"time\": 1, \"kind\": \"progress\", \"step\": 0, \"max_steps\": 2}' > run/events.jsonl; "
+    "echo '{\"status\": \"succeeded\", \"step\": 2}' > run/result.json"
+)
+
+
+def test_the_poll_that_sees_the_end_brings_home_the_run_dir_with_its_latest_complete_checkpoint(ssh_env, tmp_path):
+    target, opts = remote_ssh.SSHTarget.parse(ssh_env.target), remote_ssh.connect_options()
+    remote_ssh.launch(target, "jobs/done", files={}, command=FAKE_RUN, options=opts)
+    run = RunDir(tmp_path / "run")
+    handle = {"target": ssh_env.target, "remote_dir": "jobs/done", "run_dir": str(run.path)}
+    polled = wait_for(lambda: SSHBackend().poll(handle), lambda p: p.state.is_terminal())
+    assert polled.state == JobState.SUCCEEDED and run.read_result().step == 2
+    assert run.checkpoints() == [run.checkpoints_dir / "checkpoint-2"]  # only the latest complete one
+    assert not (run.checkpoints_dir / "checkpoint-3").exists()
+    everything = SSHBackend().artifacts(handle, dest=tmp_path / "all")  # artifacts take every checkpoint
+    assert tmp_path / "all/checkpoints/checkpoint-1/trainer_state.json" in everything and len(everything) == 4
+
+
+def test_a_resumed_job_ships_its_checkpoint_and_points_the_spec_at_it(ssh_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("CARL_SSH_RUNNER", "true")  # only the shipping is under test
+    checkpoint = tmp_path / "old" / "checkpoint-7"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text('{"global_step": 7}')
+    run = RunDir(tmp_path / "run").create()
+    run.write_spec({"kind": "train", "model": "carl-tiny", "resume_from": str(checkpoint)})
+    SSHBackend().submit(job_id="jres", run_dir=run, target=ssh_env.target)
+    shipped = ssh_env.home / ".carl/jobs/jres/resume/checkpoint-7"
+    assert (shipped / "trainer_state.json").read_text() == '{"global_step": 7}'
+    bundle = (ssh_env.home / ".carl/jobs/jres/carl-job.py").read_text()
+    assert json.dumps(str(shipped))[1:-1] in bundle and str(checkpoint) not in bundle
 
 
 @pytest.mark.slow

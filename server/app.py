@@ -23,14 +23,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
+from pydantic import BaseModel
+
 import anyio
 import anyio.to_thread
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
+from pydantic import WithJsonSchema
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -141,13 +142,9 @@ def mcp_tool_function(spec: ToolSpec) -> Callable[..., Any]:
 
     async def run(ctx: Context, **arguments: Any) -> Any:
         state: ServerState = ctx.request_context.lifespan_context
-        given = _given_argument_names(ctx)
-        unknown = sorted(given - set(fields))
-        if unknown:
-            raise ToolError(
-                f"unknown argument(s) {', '.join(map(repr, unknown))}; {spec.name} takes: {', '.join(fields)}"
-            )
-        request_args = {name: arguments[name] for name in given if name in arguments}
+        # The SDK's argument model drops names it does not know; keep them, so that the request
+        # model (extra="forbid") names a misspelt argument instead of ignoring it.
+        request_args = {name: arguments.get(name, value) for name, value in _given_arguments(ctx).items()}
         try:
             return with_inline_images(await anyio.to_thread.run_sync(spec.call, request_args, state.tools))
         except CarlError as err:
@@ -162,8 +159,11 @@ def mcp_tool_function(spec: ToolSpec) -> Callable[..., Any]:
 
     params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
     annotations: dict[str, Any] = {"ctx": Context}
+    schemas = property_schemas(spec.request)
     for name, field in fields.items():
-        annotation = Annotated[field.annotation, _without_default(field)]
+        # The schema agents read is the request model's own; validation is left to the request
+        # model (ToolSpec.call), whose errors name the field and rule in the engine's words.
+        annotation = Annotated[Any, WithJsonSchema(schemas[name])]
         default = inspect.Parameter.empty if field.is_required() else field.get_default(call_default_factory=True)
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
         annotations[name] = annotation
@@ -190,16 +190,26 @@ def with_inline_images(result: Any) -> Any:
     return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
 
 
-def _given_argument_names(ctx: Context) -> set[str]:
-    """The argument names the client actually sent (the SDK drops unknown ones silently)."""
+def _given_arguments(ctx: Context) -> dict[str, Any]:
+    """The arguments exactly as the client sent them."""
     params = ctx.request_context.params or {}
     arguments = params.get("arguments") if isinstance(params, dict) else getattr(params, "arguments", None)
-    return set(arguments or {})
+    return dict(arguments) if isinstance(arguments, dict) else {}
 
 
-def _without_default(field: FieldInfo) -> FieldInfo:
-    """A copy of `field` carrying its description and constraints but no default (the signature holds it)."""
-    copy = FieldInfo.merge_field_infos(field)
-    copy.default = PydanticUndefined
-    copy.default_factory = None
-    return copy
+def property_schemas(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
+    """Each field's JSON schema in `model`, with `$ref`s to `$defs` inlined (the tool schema is flat)."""
+    schema = model.model_json_schema()
+    defs = schema.get("$defs", {})
+    return {name: _inline(prop, defs) for name, prop in schema["properties"].items()}
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_inline(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = _inline(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+        return {**target, **{key: _inline(value, defs) for key, value in node.items() if key != "$ref"}}
+    return {key: _inline(value, defs) for key, value in node.items()}

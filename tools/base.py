@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from carl_engine.errors import InvalidSpecError
 
 if TYPE_CHECKING:
     from carl_engine.jobs.manager import JobManager
@@ -105,36 +104,10 @@ class ToolSpec:
             InvalidSpecError: an argument breaks a rule of the request model (names the field).
             CarlError: whatever the engine raises for a valid request it cannot serve.
         """
+        from carl_engine.training.spec import spec_error
+
         try:
             request = self.request.model_validate(arguments)
         except ValidationError as err:
-            raise invalid_spec_from(err, self.request) from None
+            raise spec_error(err, self.request) from None
         return self.fn(request, ctx)
-
-
-def invalid_spec_from(err: ValidationError, model: type[BaseModel] | None = None) -> InvalidSpecError:
-    """The first error of a pydantic `ValidationError` as an `InvalidSpecError` naming its field.
-
-    Example: `max_steps: Input should be less than or equal to 1000000; got -1`.
-    """
-    first = err.errors(include_url=False)[0]
-    cause = (first.get("ctx") or {}).get("error")
-    if isinstance(cause, InvalidSpecError):  # a cross-field rule that already named its field
-        return cause
-    field = ".".join(str(part) for part in first.get("loc", ())) or "request"
-    if first.get("type") == "extra_forbidden":
-        known = ", ".join(model.model_fields) if model is not None and len(first.get("loc", ())) == 1 else None
-        return InvalidSpecError(field, "is not a known argument", hint=f"known: {known}" if known else None)
-    rule = first.get("msg", "invalid value")
-    if rule.startswith("Value error, "):
-        rule = rule.removeprefix("Value error, ")
-    got = first.get("input")
-    if first.get("type") == "missing":
-        got = None
-    elif isinstance(got, str | int | float | bool) and len(repr(got)) <= 80:
-        pass
-    else:
-        got = None  # large or structured inputs are the caller's data; name the field only
-    more = len(err.errors()) - 1
-    hint = f"{more} more argument(s) also failed validation" if more > 0 else None
-    return InvalidSpecError(field, rule, got=got, hint=hint)

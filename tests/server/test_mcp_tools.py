@@ -83,8 +83,8 @@ async def test_engine_errors_name_the_field_and_write_nothing():
         out_of_range = await client.call_tool("carl_train", {"max_steps": 0})
     assert bad.is_error and "rewards: apply to method grpo only" in bad.content[0].text
     assert unknown.is_error and "no job with job_id 'zzzz9999'" in unknown.content[0].text
-    assert misspelt.is_error and "unknown argument(s) 'max_step'" in misspelt.content[0].text
-    assert out_of_range.is_error and "max_steps" in out_of_range.content[0].text
+    assert misspelt.is_error and "max_step: is not a field of TrainRequest (did you mean max_steps" in misspelt.content[0].text
+    assert out_of_range.is_error and "max_steps: must be between 1 and 1,000,000; got 0" in out_of_range.content[0].text
     assert jobs.store.count() == 0
 
 

@@ -65,10 +65,10 @@ def test_stop_cancels_a_running_job_and_is_idempotent():
 def test_a_bad_argument_names_its_field_and_rule():
     with pytest.raises(InvalidSpecError) as err:
         LOGS.call({"job_id": "abc", "limit": 0}, scripted_context())
-    assert err.value.field == "limit" and "greater than or equal to 1" in str(err.value)
+    assert err.value.field == "limit" and "must be between 1 and 1,000; got 0" in str(err.value)
     with pytest.raises(InvalidSpecError, match="job_id"):
         STATUS.call({"job_id": "../etc"}, scripted_context())
-    with pytest.raises(InvalidSpecError, match="jobid: is not a known argument.*job_id"):
+    with pytest.raises(InvalidSpecError, match="jobid: is not a field of StatusRequest .did you mean job_id"):
         STATUS.call({"jobid": "abc"}, scripted_context())
 
 

@@ -99,3 +99,19 @@ def test_check_rejects_a_resume_path_without_a_checkpoint(tmp_path):
     with pytest.raises(InvalidSpecError) as caught:
         TrainSpec(resume_from=str(tmp_path)).check()
     assert caught.value.field == "resume_from"
+
+
+def test_a_hub_dataset_is_refused_while_the_hub_is_offline():
+    with pytest.raises(InvalidSpecError) as caught:
+        TrainSpec(method="sft", dataset="someone/some-data").check()
+    assert caught.value.field == "dataset"
+    assert "offline" in str(caught.value)
+
+
+def test_importing_the_spec_loads_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, carl_engine.training.spec, carl_engine.run; print('torch' in sys.modules, 'trl' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["False", "False"], out.stderr

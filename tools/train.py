@@ -128,7 +128,7 @@ def carl_train(request: TrainRequest, ctx: ToolContext) -> TrainResponse:
         where = _dry_run_checks(kind, spec, request.compute)
         return TrainResponse(kind=kind, backend=where.backend, target=where.target, dry_run=True, plan=plan,
                              estimate=estimate, next="nothing was started; call carl_train again without dry_run to start it")
-    smoke = _smoke(ctx, spec, request.smoke_timeout_s) if request.smoke else None
+    smoke = _smoke(ctx, kind, spec, request.smoke_timeout_s) if request.smoke else None
     job = ctx.jobs.submit(kind, spec, compute=request.compute)
     return _submitted(job, kind=kind, plan=plan, estimate=estimate, smoke=smoke)
 
@@ -217,11 +217,18 @@ def _read_mapping(path: str) -> dict[str, Any]:
     return data
 
 
-def _smoke(ctx: ToolContext, spec: dict[str, Any], timeout_s: int) -> SmokeResult:
-    """Run `spec` for one step as a local job and wait for it (bounded)."""
-    smoke_spec = {**spec, "max_steps": 1, "save_steps": None, "resume_from": None}
+def smoke_spec(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The same spec cut to one step (a pipeline: one step a training stage, a small eval, no push)."""
+    if kind == "pipeline":
+        return {**spec, "sft_steps": min(1, spec.get("sft_steps", 1)), "grpo_steps": min(1, spec.get("grpo_steps", 1)),
+                "eval_n": min(4, spec.get("eval_n", 4)), "push_to": None, "push_local_dir": None, "resume_dir": None}
+    return {**spec, "max_steps": 1, "save_steps": None, "resume_from": None}
+
+
+def _smoke(ctx: ToolContext, kind: str, spec: dict[str, Any], timeout_s: int) -> SmokeResult:
+    """Run `spec` cut to one step as a local job and wait for it (bounded)."""
     started = time.monotonic()
-    job = ctx.jobs.submit("train", smoke_spec, compute="local")
+    job = ctx.jobs.submit(kind, smoke_spec(kind, spec), compute="local")
     state = getattr(job.state, "value", job.state)
     while state not in TERMINAL_STATES and time.monotonic() - started < timeout_s:
         time.sleep(0.5)

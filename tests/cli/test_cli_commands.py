@@ -82,3 +82,9 @@ def test_bundle_writes_a_uv_script_for_a_spec(tmp_path, scripted):
     (script,) = (tmp_path / "out").glob("*.py")
     assert script.read_text().startswith("# /// script") or "# /// script" in script.read_text()
     assert carl("bundle", str(tmp_path / "missing.yaml")).exit_code == 2
+
+
+def test_carl_mcp_passes_its_options_to_the_server_and_refuses_http_without_a_token(scripted, monkeypatch):
+    monkeypatch.delenv("CARL_MCP_TOKEN", raising=False)
+    result = runner.invoke(app, ["mcp", "--transport", "http", "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "without CARL_MCP_TOKEN" in result.stderr

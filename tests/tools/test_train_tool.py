@@ -109,3 +109,12 @@ def test_a_failing_smoke_run_stops_before_the_real_job():
     with pytest.raises(TrainingError, match="scripted failure at step 1; nothing else was started"):
         TRAIN.call({"max_steps": 3, "smoke": True}, ctx)
     assert _rows(ctx) == 1  # the smoke job only
+
+
+def test_a_pipeline_smoke_run_is_the_same_pipeline_cut_to_one_step_a_stage():
+    from carl_studio.tools.train import smoke_spec
+
+    cut = smoke_spec("pipeline", {"sft_steps": 60, "grpo_steps": 0, "eval_n": 64, "push_to": "me/model"})
+    assert cut["sft_steps"] == 1 and cut["grpo_steps"] == 0 and cut["eval_n"] == 4 and cut["push_to"] is None
+    answer = TRAIN.call({"pipeline": True, "smoke": True}, scripted_context())
+    assert answer.kind == "pipeline" and answer.smoke.state == "succeeded"

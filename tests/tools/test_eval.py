@@ -91,3 +91,20 @@ def test_carl_eval_on_the_command_line_exits_1_when_the_gate_fails_and_prints_js
     assert passed.exit_code == 0 and "PASS" in passed.output and "accuracy (greedy)" in passed.output
     bad = runner.invoke(app, ["eval", "evaljob1", "--phi-max", "7"])
     assert bad.exit_code == 2 and "phi_max" in bad.output
+
+
+@pytest.mark.slow
+def test_a_large_eval_runs_as_an_eval_job_and_leaves_its_verdict_for_carl_push(job_with_checkpoint):
+    import time
+
+    ctx = ToolContext()
+    out = EVAL.call({"checkpoint": "evaljob1", "n": 65, "group_size": 2, "max_new_tokens": 3,
+                     "min_accuracy": 0.0}, ctx)
+    assert out.mode == "job" and out.job_id and out.passed is None
+    deadline = time.monotonic() + 120
+    while (job := ctx.jobs.get(out.job_id)).state.value not in ("succeeded", "failed", "lost") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert job.state.value == "succeeded", job.error
+    assert job.kind == "eval" and "eval/accuracy" in job.metrics
+    assert read_report(job.run_dir).metrics.n == 65
+    assert read_report(job_with_checkpoint.path).checkpoint.endswith("checkpoint-2")

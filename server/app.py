@@ -23,15 +23,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel
-
 import anyio
 import anyio.to_thread
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from pydantic import WithJsonSchema
+from pydantic import BaseModel, WithJsonSchema
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -134,9 +132,10 @@ async def _reconcile(tools: ToolContext) -> None:
 def mcp_tool_function(spec: ToolSpec) -> Callable[..., Any]:
     """An async function whose signature is the flat fields of `spec.request`, for `add_tool`.
 
-    The SDK derives the input schema from the signature; the function rebuilds the request
-    model (so cross-field rules and `extra="forbid"` apply), runs the tool in a worker thread
-    and maps errors as the module docstring says.
+    The SDK derives the input schema from the signature: each parameter carries its field's
+    schema (description, bounds, enums) but accepts any value, so that validation happens once,
+    in the request model (`ToolSpec.call`: cross-field rules, `extra="forbid"`), whose errors
+    read like the engine's. The tool runs in a worker thread; errors map as the module says.
     """
     fields = spec.request.model_fields
 

@@ -68,8 +68,9 @@ def relay_events(events_path, stop, offset=0):
             if not raw.endswith(b"\\n"):
                 break
             offset += len(raw)
-            if raw.strip():
-                print(EVENT_MARK + raw.decode().strip(), flush=True)
+            if raw.strip():  # one write per line, so other threads' output cannot split it
+                sys.stdout.write(EVENT_MARK + raw.decode().strip() + "\\n")
+                sys.stdout.flush()
         if finished:
             return
 
@@ -97,7 +98,8 @@ def main(argv):
             thread.join(timeout=10)
             result = run_dir / "result.json"
             if result.exists():
-                print(RESULT_MARK + json.dumps(json.loads(result.read_text())), flush=True)
+                sys.stdout.write(RESULT_MARK + json.dumps(json.loads(result.read_text())) + "\\n")
+                sys.stdout.flush()
     return code
 
 
@@ -242,11 +244,19 @@ def replay_relay(lines: list[str], run_dir: RunDir) -> tuple[int, bool]:
     events: list[str] = []
     result: RunResult | None = None
     for line in lines:
-        text = line.strip()
-        if text.startswith(EVENT_MARK):
-            events.append(json.dumps(json.loads(text[len(EVENT_MARK) :])) + "\n")
-        elif text.startswith(RESULT_MARK):
-            result = RunResult.model_validate_json(text[len(RESULT_MARK) :])
+        # a mark may follow other output on the same line (a progress bar ending in \r)
+        for mark in (EVENT_MARK, RESULT_MARK):
+            at = line.find(mark)
+            if at < 0:
+                continue
+            payload = line[at + len(mark) :].strip()
+            try:
+                if mark == EVENT_MARK:
+                    events.append(json.dumps(json.loads(payload)) + "\n")
+                else:
+                    result = RunResult.model_validate_json(payload)
+            except ValueError:  # a line cut short or mangled in transit: skip it
+                continue
     run_dir.path.mkdir(parents=True, exist_ok=True)
     if events:
         tmp = run_dir.events_path.with_name(".events.jsonl.relay.tmp")

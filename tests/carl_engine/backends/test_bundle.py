@@ -81,9 +81,13 @@ def test_relayed_log_lines_rebuild_events_and_result(tmp_path):
         EVENT_MARK + json.dumps({"time": 2.0, "kind": "checkpoint", "step": 1, "path": "checkpoints/checkpoint-1"}),
         RESULT_MARK + json.dumps({"status": "succeeded", "step": 1, "metrics": {"loss": 2.5}}),
     ]
+    lines += ["  5%|#   | 1/20\r" + lines[1].replace('"step": 1', '"step": 2'), EVENT_MARK + '{"time": 3.0, "kind": "met']
     run = RunDir(tmp_path / "run")
-    assert replay_relay(lines, run) == (2, True)
-    assert [e["kind"] for e in run.iter_events()] == ["metrics", "checkpoint"]
+    assert replay_relay(lines, run) == (3, True)  # the mark after a progress bar counts, the cut line not
+    assert [e["kind"] for e in run.iter_events()] == ["metrics", "checkpoint", "metrics"]
+    before = run.events_path.read_bytes()
+    replay_relay(lines, run)
+    assert run.events_path.read_bytes() == before  # a replay rewrites the same bytes: cursors stay valid
     assert run.read_result().status == "succeeded"
 
 
@@ -99,4 +103,7 @@ def test_running_the_bundle_with_python_trains_a_tiny_spec_to_a_result(tmp_path)
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "succeeded" and result["step"] == 1
     assert json.loads((run_dir / "spec.json").read_text()) == TINY_SPEC
-    assert RESULT_MARK in proc.stdout
+    relayed = RunDir(tmp_path / "relayed")
+    assert replay_relay(proc.stdout.splitlines(), relayed)[1]  # the log alone rebuilds the run's verdict
+    assert relayed.read_result() == RunDir(run_dir).read_result()
+    assert relayed.iter_events() == RunDir(run_dir).iter_events()

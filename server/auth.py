@@ -25,7 +25,8 @@ OPEN_PATHS = frozenset({"/health"})
 
 
 class BearerTokenMiddleware:
-    """Answers 401 to every HTTP request but `/health` that lacks the right bearer token."""
+    """Answers 401 to every HTTP request but `/health` that lacks the right bearer token (and closes
+    any websocket without it); only the ASGI lifespan passes through unchecked."""
 
     def __init__(self, app: ASGIApp, token: str, *, open_paths: frozenset[str] = OPEN_PATHS) -> None:
         if not token:
@@ -35,8 +36,11 @@ class BearerTokenMiddleware:
         self._open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("path") in self._open_paths or self._authorized(scope):
+        if scope["type"] == "lifespan" or scope.get("path") in self._open_paths or self._authorized(scope):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # a websocket without the token: refuse the handshake
+            await send({"type": "websocket.close", "code": 1008})
             return
         body = json.dumps(
             {"error": "unauthorized", "detail": f"send 'Authorization: Bearer <{TOKEN_VARIABLE}>'"}

@@ -7,8 +7,8 @@ It returns medians and the speed-up ratios (reference time / ours). The benchmar
 `benchmarks/coherence_throughput.py` runs the paper-sized shapes; `carl bench reward` and
 `carl_bench` run small shapes by default so that they answer in seconds.
 
-`grpo_overhead()` delegates to the GRPO step-time benchmark of the training engine
-(`benchmarks/grpo_overhead.py`): CARL-GRPO step time over plain GRPO step time.
+`grpo_overhead()` runs the GRPO step-time benchmark (`carl_engine.bench.grpo_overhead`, the
+core of `benchmarks/grpo_overhead.py`) at a small size: CARL-GRPO step time over plain GRPO.
 """
 
 from __future__ import annotations
@@ -107,3 +107,21 @@ def coherence_throughput(
         repeats=repeats,
         threads=torch.get_num_threads(),
     )
+
+
+def grpo_overhead(*, steps: int = 4, rounds: int = 1, model: str = "carl-tiny") -> dict[str, Any]:
+    """CARL-GRPO step time over plain GRPO step time, at a small size (carl_engine.bench.grpo_overhead).
+
+    Args:
+        steps: GRPO steps per arm (the first is dropped as warm-up).
+        rounds: interleaved rounds of the three arms.
+        model: the model to train.
+
+    Returns:
+        The measurement, plus `ours_ratio` and `paper_ratio` (step time / plain GRPO step time).
+    """
+    from carl_engine.bench.grpo_overhead import measure
+
+    result = measure(model=model, steps=steps, rounds=rounds, warmup=1, batch_size=8, num_generations=4,
+                     max_completion_length=8)
+    return {**result, "ours_ratio": result["ratio_to_plain"]["ours"], "paper_ratio": result["ratio_to_plain"]["paper"]}

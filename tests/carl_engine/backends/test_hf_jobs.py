@@ -174,3 +174,22 @@ def test_a_failing_spec_shipped_to_the_job_ends_failed(hf_hub, tmp_path):
     hf_hub.set_stage(handle["hf_job_id"], "ERROR", message="exit code 1")
     assert HFJobsBackend().poll(handle).state == JobState.FAILED
     assert "kind" in run.read_result().error  # run.py's verdict came back through the log
+
+
+def test_the_job_manager_follows_an_hf_job_to_success_with_its_relayed_metrics(hf_hub):
+    from carl_engine.jobs import JobManager
+
+    spec = {"method": "sft", "model": "carl-tiny", "task": "arithmetic", "max_steps": 1}
+    job = JobManager().submit("train", spec, compute="hf_jobs:t4-small")
+    assert job.state == JobState.STARTING and job.handle["flavor"] == "t4-small"
+    hf_id = job.handle["hf_job_id"]
+    hf_hub.set_stage(hf_id, "RUNNING")
+    hf_hub.add_logs(hf_id, [METRICS])
+    assert JobManager().get(job.job_id).state == JobState.RUNNING
+    # the manager folds events before it polls, and the poll is what brings them: one refresh later
+    assert JobManager().get(job.job_id).metrics == {"loss": 1.5}
+    hf_hub.add_logs(hf_id, ["done", RESULT])
+    hf_hub.set_stage(hf_id, "COMPLETED")
+    job = JobManager().get(job.job_id)
+    assert job.state == JobState.SUCCEEDED and job.step == 1
+    assert [line for line in JobManager().logs(job.job_id, limit=100).lines] == ["done"]

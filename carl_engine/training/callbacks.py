@@ -1,7 +1,7 @@
 """The trainer callback that makes the run directory the truth about a training job.
 
 Appends to `events.jsonl` (through RunDir.append_event, one JSON object a line):
-    progress    at the start and after every logging step: step, max_steps
+    progress    at the start and after every optimizer step: step, max_steps
     metrics     every dict TRL logs (loss, reward, rewards/<fn>/mean, carl/*, gate/*, ...)
     gate        whenever the cascade gate's state or CARL weight changes: state, carl_weight, reason
     checkpoint  every saved checkpoint: path
@@ -67,11 +67,11 @@ class RunEventsCallback(TrainerCallback):
             return
         self.last_metrics.update(metrics)
         self._emit("metrics", state.global_step, metrics=metrics)
-        self._emit("progress", state.global_step, max_steps=self.max_steps)
         shown = " ".join(f"{k}={metrics[k]:.4g}" for k in SHOWN if k in metrics)
         print(f"step {state.global_step}/{self.max_steps} {shown}", file=self.stream or sys.stdout, flush=True)
 
     def on_step_end(self, args, state, control, **kwargs):
+        self._emit("progress", state.global_step, max_steps=self.max_steps)
         self._gate_event(state.global_step)
 
     def on_save(self, args, state, control, **kwargs):

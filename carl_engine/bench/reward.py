@@ -25,7 +25,7 @@ class Timing(BaseModel):
     """Median seconds per call of ours and of the reference, on the same inputs."""
 
     shape: list[int] = Field(description="Input shape: [B, T, V] from logits, [B, T] from stats.")
-    ours_s: float = Field(description="Median seconds per call, CoherenceField + scores().")
+    ours_s: float = Field(description="Median seconds per call (timed alternately with the reference), CoherenceField + scores().")
     reference_s: float = Field(description="Median seconds per call, per-sample numpy reference.")
     speedup: float = Field(description="reference_s / ours_s: how many times faster ours is.")
     max_abs_diff: float = Field(description="Largest |ours - reference| over the composite scores (agreement check).")
@@ -38,14 +38,20 @@ class ThroughputResult(BaseModel):
     threads: int = Field(description="torch intra-op threads used.")
 
 
-def _median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    out = fn()  # warm-up (and the value checked for agreement)
-    times = []
+def _interleaved(ours: Callable[[], Any], base: Callable[[], Any], repeats: int) -> tuple[float, float, Any, Any]:
+    """Median seconds of each call, timed alternately after one warm-up each (both see the same load).
+
+    Returns:
+        (ours_s, base_s, ours' output, base's output).
+    """
+    out_ours, out_base = ours(), base()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+        for call, into in ((ours, times[0]), (base, times[1])):
+            start = time.perf_counter()
+            call()
+            into.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1]), out_ours, out_base
 
 
 def _diff(ours: Any, reference: list[dict[str, float]]) -> float:
@@ -90,15 +96,17 @@ def coherence_throughput(
     logits = (rng.standard_normal((batch, length, vocab)) * 3).astype(np.float32)
     ids = rng.integers(0, vocab, size=(batch, length))
     logits_t, ids_t = torch.from_numpy(logits), torch.from_numpy(ids)
-    ours_l, out_l = _median_time(lambda: CoherenceField.from_logits(logits_t, ids_t).scores(weights), repeats)
-    ref_l, out_rl = _median_time(lambda: ref.batch_scores_from_logits(logits, ids, weights=weights), repeats)
+    ours_l, ref_l, out_l, out_rl = _interleaved(
+        lambda: CoherenceField.from_logits(logits_t, ids_t).scores(weights),
+        lambda: ref.batch_scores_from_logits(logits, ids, weights=weights), repeats)
     del logits, logits_t
 
     entropy = rng.uniform(0.0, np.log(vocab), size=(stats_batch, stats_length))
     logprob = -rng.exponential(2.0, size=(stats_batch, stats_length))
     ent_t, lp_t = torch.from_numpy(entropy), torch.from_numpy(logprob)
-    ours_s, out_s = _median_time(lambda: CoherenceField.from_stats(ent_t, lp_t, vocab).scores(weights), repeats)
-    ref_s, out_rs = _median_time(lambda: ref.batch_scores(entropy, logprob, vocab, weights=weights), repeats)
+    ours_s, ref_s, out_s, out_rs = _interleaved(
+        lambda: CoherenceField.from_stats(ent_t, lp_t, vocab).scores(weights),
+        lambda: ref.batch_scores(entropy, logprob, vocab, weights=weights), repeats)
     return ThroughputResult(
         from_logits=Timing(shape=[batch, length, vocab], ours_s=ours_l, reference_s=ref_l,
                            speedup=ref_l / ours_l, max_abs_diff=_diff(out_l, out_rl)),

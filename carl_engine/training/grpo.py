@@ -136,7 +136,7 @@ class CarlGRPOTrainer(GRPOTrainer):
             self._log_metric("gate/carl_weight", weight)
             self._log_metric("gate/state", STATE_CODES[self.gate.state(step)])
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        if self.gate is not None and self._task_index is not None:
+        if self.gate is not None and self._task_index is not None and self.model.training:
             task_mean = torch.nanmean(rewards_per_func[:, self._task_index]).item()
             if math.isfinite(task_mean):
                 self.gate.observe(step, task_mean)

@@ -225,7 +225,7 @@ class _Pipeline:
         done: dict[str, dict[str, Any]] = {}
         for run in reversed(self.earlier):
             for event in run.iter_events("stage"):
-                if event.get("status") == "completed":
+                if event.get("status") in ("completed", "reused"):
                     done[event["stage"]] = event
                 elif event.get("status") in ("started", "failed"):
                     done.pop(event["stage"], None)

@@ -388,7 +388,7 @@ class JobManager:
         Raises:
             JobNotFoundError: no such job.
             IllegalTransitionError: the job is still queued, starting or running.
-            InvalidSpecError: the job is not a train job.
+            InvalidSpecError: the job is not a train (or pipeline) job.
         """
         old = self.get(job_id)
         if old.state not in RESUMABLE:
@@ -397,6 +397,11 @@ class JobManager:
                 hint=f"carl_stop {job_id} first" if old.state not in TERMINAL else None,
                 job_id=job_id, current=old.state.value, target="resume",
             )  # fmt: skip
+        if old.kind == "pipeline":  # the new attempt reuses the stages the old run directory completed
+            spec = validate_spec("pipeline", {**old.spec, "resume_dir": str(old.run_dir)})
+            return self._start("pipeline", spec, Compute(old.backend, old.target), self._checked_backend(old.backend),
+                               attempt=old.attempt + 1, resumes=job_id, reason=f"resumes pipeline {job_id}: "
+                               "completed stages are reused, a cut-off stage continues from its checkpoint")
         if old.kind != "train":
             raise InvalidSpecError("job_id", f"only train jobs resume from a checkpoint; {job_id} is a {old.kind} job")
         checkpoint = RunDir(old.run_dir).latest_checkpoint()

@@ -98,3 +98,21 @@ def test_a_failing_sft_gate_stops_the_pipeline_before_grpo(tmp_path):
                   "sft_gate": {"min_accuracy": 1.0}}, run_dir)
     assert result.status == "failed" and result.error.startswith("the SFT gate failed: fail: accuracy")
     assert not (run_dir.path / "stages" / "grpo").exists()
+
+
+@pytest.mark.slow
+def test_a_new_attempt_reuses_the_training_stages_of_the_run_it_resumes(tmp_path):
+    from carl_engine.pipeline import run
+    from carl_engine.runs import RunDir
+
+    small = {"sft_steps": 4, "grpo_steps": 2, "grpo_batch_size": 4, "eval_n": 4, "eval_group_size": 2,
+             "sft_gate": {"min_accuracy": 0.0}}
+    first = RunDir(tmp_path / "attempt-1").create()
+    failed = run({**small, "final_gate": {"min_accuracy": 1.0}, "compare_to_sft": False}, first)
+    assert failed.status == "failed" and failed.error.startswith("the final eval gate failed")
+    second = RunDir(tmp_path / "attempt-2").create()
+    result = run({**small, "final_gate": {"min_accuracy": 0.0}, "resume_dir": str(first.path)}, second)
+    assert result.status == "succeeded"
+    statuses = {e["stage"]: e["status"] for e in second.iter_events("stage")}
+    assert statuses["sft"] == "reused" and statuses["grpo"] == "reused" and statuses["eval"] == "completed"
+    assert result.checkpoint == failed.checkpoint and str(first.path) in result.checkpoint

@@ -88,3 +88,9 @@ def test_carl_mcp_passes_its_options_to_the_server_and_refuses_http_without_a_to
     monkeypatch.delenv("CARL_MCP_TOKEN", raising=False)
     result = runner.invoke(app, ["mcp", "--transport", "http", "--host", "0.0.0.0"])
     assert result.exit_code == 2 and "without CARL_MCP_TOKEN" in result.stderr
+
+
+def test_carl_train_without_arguments_is_a_carl_tiny_grpo_run_with_task_and_carl_rewards(scripted):
+    answer = json.loads(carl("train", "--dry-run", "--json").stdout)
+    assert answer["kind"] == "train" and answer["backend"] == "local"
+    assert answer["plan"][0].startswith("grpo on carl-tiny with arithmetic, rewards task (1) + carl (1)")

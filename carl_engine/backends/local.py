@@ -6,7 +6,7 @@ process group, no controlling terminal, stdin from /dev/null and stdout + stderr
 It outlives the process that started it.
 
 The handle is `{"pid", "start_time", "run_dir"}`. `start_time` is the process's start time in
-clock ticks since boot (field 22 of `/proc/<pid>/stat`); a pid counts as our job only when both
+clock ticks since boot (field 22 of `/proc/<pid>/stat`, so Linux only); a pid counts as our job only when both
 match, so a recycled pid cannot pass for it after a restart.
 
 States: result.json present -> its verdict; process alive -> starting until events.jsonl has a
@@ -73,6 +73,8 @@ class LocalBackend:
         """
         if target:
             raise InvalidSpecError("compute", "local takes no target; write 'local'", got=f"local:{target}")
+        if not Path("/proc/self/stat").exists():
+            raise BackendError("the local backend needs Linux's /proc to tell its processes apart", backend="local")
         run_dir.create()
         env = {
             **os.environ,

@@ -3,9 +3,12 @@
 The `[B, T, V]` logits are read in chunks of rows (one row = one token's `V` logits);
 only unmasked rows are read. Each chunk works in two preallocated `[R, V]` buffers of the
 compute dtype (float64 for float64 logits, else float32), plus, for logits of another
-dtype or a layout that cannot be flattened without copying, the chunk's gathered rows.
-So the extra memory is at most `chunk_bytes` (at least one row) plus the `[B, T]` outputs:
-never a second full-size copy of the logits.
+dtype (bf16, fp16) or an unusual layout, a third `[R, V]` buffer of gathered rows in the
+logits' dtype. `R` is chosen so that these fit `chunk_bytes`, so the extra memory is at
+most `chunk_bytes` (at least one row) plus the `[B, T]` outputs: never a second full-size
+copy of the logits. Rows are gathered with `index_select` into the buffers, through a row
+view of the logits' storage (`_rows_view`), so slices such as `logits[:, :-1]` are not
+copied either.
 
 Per row, with `z = (x - max x) / τ` (the max is finite once NaN/+inf are ruled out):
     S = Σ exp z,   H = log S - Σ exp(z)·z / S,   log p(t) = z_t - log S
@@ -21,12 +24,12 @@ from carl_engine.coherence._inputs import non_finite_logit_error
 DEFAULT_CHUNK_BYTES = 64 * 2**20
 
 
-def rows_per_chunk(vocab_size: int, logits_dtype: torch.dtype, chunk_bytes: int, *, flat_view: bool = True) -> int:
-    """How many rows fit the `chunk_bytes` budget (at least one)."""
-    compute = _compute_dtype(logits_dtype)
-    per_row = 2 * vocab_size * compute.itemsize
-    if logits_dtype != compute or not flat_view:
-        per_row += vocab_size * logits_dtype.itemsize  # the gathered rows before conversion
+def rows_per_chunk(vocab_size: int, logits_dtype: torch.dtype, chunk_bytes: int, *, staging: bool) -> int:
+    """How many rows fit the `chunk_bytes` budget (at least one); `staging` adds a buffer of
+    gathered rows in the logits' own dtype."""
+    per_row = 2 * vocab_size * _compute_dtype(logits_dtype).itemsize
+    if staging:
+        per_row += vocab_size * logits_dtype.itemsize
     return max(1, chunk_bytes // per_row)
 
 
@@ -62,29 +65,28 @@ def token_stats(
     device = logits_BTV.device
     entropy = torch.zeros(B * T, dtype=torch.float64, device=device)
     logprob = torch.zeros(B * T, dtype=torch.float64, device=device)
-    rows = torch.nonzero(mask_BT.reshape(-1)).reshape(-1)  # flat indices of unmasked rows
+    rows = torch.nonzero(mask_BT.reshape(-1)).reshape(-1)  # flat indices b*T + t of unmasked rows
     if rows.numel() == 0:
         return entropy.reshape(B, T), logprob.reshape(B, T)
-    flat = _flat_view(logits_BTV)
-    all_rows = rows.numel() == B * T
+    view, step = _rows_view(logits_BTV)
+    in_place = view is not None and step == T and rows.numel() == B * T and view.dtype == compute
+    staging = view is None or view.dtype != compute  # rows gathered in the logits' dtype first
     ids = token_ids_BT.reshape(-1).to(torch.int64)
-    R = min(rows_per_chunk(V, logits_BTV.dtype, chunk_bytes, flat_view=flat is not None), rows.numel())
+    R = min(rows_per_chunk(V, logits_BTV.dtype, chunk_bytes, staging=staging), rows.numel())
     shifted = torch.empty(R, V, dtype=compute, device=device)  # z = (x - max x) / τ
     weights = torch.empty(R, V, dtype=compute, device=device)  # exp z, then exp(z)·z
+    gathered = torch.empty(R, V, dtype=logits_BTV.dtype, device=device) if view is not None and staging else None
     for start in range(0, rows.numel(), R):
         chunk = rows[start : start + R]
         n = chunk.numel()
         z = shifted[:n]
-        if flat is not None and flat.dtype == compute and all_rows:
-            src = flat[start : start + n]  # a view: all rows are read in order
+        if in_place:  # every row, in order: read the logits where they are
+            src = view[start : start + n]
             top = src.amax(dim=-1, keepdim=True)
             _check_rows(top, src, chunk, T)
             torch.sub(src, top, out=z)
         else:
-            if flat is not None and flat.dtype == compute:
-                torch.index_select(flat, 0, chunk, out=z)
-            else:
-                z.copy_(logits_BTV[chunk // T, chunk % T])
+            _gather_rows(z, logits_BTV, chunk, view, step, None if gathered is None else gathered[:n])
             top = z.amax(dim=-1, keepdim=True)
             _check_rows(top, z, chunk, T)
             z.sub_(top)
@@ -101,13 +103,40 @@ def token_stats(
     return entropy.reshape(B, T), logprob.reshape(B, T)
 
 
-def _flat_view(logits_BTV: torch.Tensor) -> torch.Tensor | None:
-    """`[B*T, V]` as a view when the layout allows it (never a copy), else None."""
+def _gather_rows(z_RV: torch.Tensor, logits_BTV: torch.Tensor, chunk_R: torch.Tensor, view: torch.Tensor | None,
+                 step: int, gathered_RV: torch.Tensor | None) -> None:  # fmt: skip
+    """Copies the logits rows with flat indices `chunk_R` (b*T + t) into `z_RV`."""
+    T = logits_BTV.shape[1]
+    if view is None:  # a layout with no row view: advanced indexing (budgeted as staging)
+        z_RV.copy_(logits_BTV[chunk_R // T, chunk_R % T])
+        return
+    index = chunk_R if step == T else (chunk_R // T) * step + chunk_R % T
+    if gathered_RV is None:
+        torch.index_select(view, 0, index, out=z_RV)
+    else:  # gather in the logits' dtype, then convert
+        z_RV.copy_(torch.index_select(view, 0, index, out=gathered_RV))
+
+
+def _rows_view(logits_BTV: torch.Tensor) -> tuple[torch.Tensor | None, int]:
+    """A `[N, V]` view of the logits' storage whose row `b*step + t` is `logits[b, t]`, and step.
+
+    Contiguous logits give `step = T` (the plain `[B*T, V]` view). A slice along T of a
+    bigger tensor (TRL's `logits[:, :-1]`) has batch stride = step x token stride, so it has
+    such a view too and is never copied. Other layouts (an expanded T, a batch stride that is
+    not a multiple of the token stride) return (None, 0).
+    """
     B, T, V = logits_BTV.shape
-    try:
-        return logits_BTV.view(B * T, V)
-    except RuntimeError:
-        return None
+    stride_b, stride_t, stride_v = logits_BTV.stride()
+    if T == 1:
+        stride_t, step = max(stride_b, 1), 1
+    elif B == 1:
+        step = T
+    elif stride_t > 0 and stride_b % stride_t == 0:
+        step = stride_b // stride_t
+    else:
+        return None, 0
+    size = ((B - 1) * step + T, V)
+    return logits_BTV.as_strided(size, (stride_t, stride_v), logits_BTV.storage_offset()), step
 
 
 def _check_rows(top_R1: torch.Tensor, rows_RV: torch.Tensor, chunk_R: torch.Tensor, T: int) -> None:

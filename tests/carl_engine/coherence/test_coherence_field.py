@@ -198,6 +198,15 @@ def test_chunking_layout_and_dtype_do_not_change_the_result():
         assert torch.allclose(variant.entropy[same & base.mask], base.entropy[same & base.mask], atol=1e-5)
     half = CoherenceField.from_logits(logits.to(torch.bfloat16), ids, mask, temperature=0.8, chunk_bytes=3000)
     assert torch.allclose(half.entropy, base.entropy, atol=0.05)
+    odd_layouts = (
+        logits.transpose(0, 1).contiguous().transpose(0, 1),  # batch stride < token stride
+        logits[:, :1].expand(3, 8, 41),  # one row repeated along T (token stride 0)
+    )
+    for odd in odd_layouts:
+        got = CoherenceField.from_logits(odd, ids, mask, temperature=0.8, chunk_bytes=1000)
+        want = CoherenceField.from_logits(odd.contiguous(), ids, mask, temperature=0.8)
+        assert torch.allclose(got.entropy, want.entropy, atol=1e-6)
+        assert torch.allclose(got.selected_prob, want.selected_prob, atol=1e-6)
 
 
 def test_numpy_in_gives_numpy_out_and_torch_in_gives_torch_out():

@@ -13,8 +13,10 @@ from carl_engine.bench.ab import ARMS, Arm
 from carl_studio.tools.base import Request, Response, ToolContext, ToolSpec
 
 
-MAX_LOGITS = 64 * 2**20  # elements of the inline bench's logits (256 MiB of float32)
-MAX_STATS = 2**20
+# The inline bench answers within seconds: bounds on its work (elements x timed calls incl. warm-up).
+MAX_LOGITS = 64 * 2**20  # logits elements of one call (256 MiB of float32)
+MAX_LOGIT_PASSES = 2**28  # logits elements x (repeats + 1)
+MAX_STAT_PASSES = 2**22  # stats tokens x (repeats + 1); the per-sample reference loops in Python
 
 
 class BenchRequest(Request):
@@ -32,7 +34,7 @@ class BenchRequest(Request):
     grpo_overhead: bool = Field(
         False, description="reward: also time GRPO steps on carl-tiny, plain vs task+CARL (trains a few steps; slower)."
     )
-    grpo_steps: int = Field(4, ge=2, le=100, description="reward with grpo_overhead: GRPO steps per arm.")
+    grpo_steps: int = Field(4, ge=2, le=10, description="reward with grpo_overhead: GRPO steps per arm (small: it trains inline).")
     # ab
     model: str = Field("carl-tiny", min_length=1, max_length=4096, description="ab: base model.")
     task: str = Field("arithmetic", min_length=1, max_length=64, description="ab: built-in task.")
@@ -47,12 +49,17 @@ class BenchRequest(Request):
 
     @model_validator(mode="after")
     def _inline_size(self) -> BenchRequest:
-        if self.batch * self.length * self.vocab > MAX_LOGITS:
+        logits = self.batch * self.length * self.vocab
+        if logits > MAX_LOGITS:
             raise InvalidSpecError("vocab", f"batch x length x vocab must be at most {MAX_LOGITS:,} (inline bench); "
-                                   f"got {self.batch * self.length * self.vocab:,}")
-        if self.stats_batch * self.stats_length > MAX_STATS:
-            raise InvalidSpecError("stats_length", f"stats_batch x stats_length must be at most {MAX_STATS:,}; "
-                                   f"got {self.stats_batch * self.stats_length:,}")
+                                   f"got {logits:,}")
+        if logits * (self.repeats + 1) > MAX_LOGIT_PASSES:
+            raise InvalidSpecError("repeats", f"batch x length x vocab x (repeats + 1) must be at most "
+                                   f"{MAX_LOGIT_PASSES:,} (inline bench); got {logits * (self.repeats + 1):,}")
+        stats = self.stats_batch * self.stats_length * (self.repeats + 1)
+        if stats > MAX_STAT_PASSES:
+            raise InvalidSpecError("stats_length", f"stats_batch x stats_length x (repeats + 1) must be at most "
+                                   f"{MAX_STAT_PASSES:,} (inline bench); got {stats:,}")
         return self
 
 

@@ -199,7 +199,7 @@ class CoherenceField:
         scales = _scale_coherence(self._phi_c, self._lengths)
         out = {
             "multiscale": _weighted_scales(scales),
-            "cloud": (torch.exp(self._logprob_c) * self._phi_c).sum(dim=1) / L,  # padding has Φ = 0
+            "cloud": torch.exp(self._logprob_c).mul_(self._phi_c).sum(dim=1) / L,  # padding has Φ = 0
             "surprisal_mean": -self._logprob_c.sum(dim=1) / L,
             "kuramoto_r": _kuramoto(self._phi_c, self._lengths),
         }
@@ -247,16 +247,19 @@ def _scale_coherence(phi_BL: torch.Tensor, lengths_B: torch.Tensor) -> torch.Ten
     B, L = phi_BL.shape
     n_scales = min(int(math.log2(L)) + 1, MAX_SCALES) if L > 0 else 0
     std_sums = torch.zeros(B, n_scales, dtype=torch.float64, device=phi_BL.device)  # Σ over whole blocks of the std
-    mean, var = phi_BL, torch.zeros_like(phi_BL)  # per block of the previous scale: [B, n_blocks]
+    mean, var = phi_BL, None  # per block of the previous scale: [B, n_blocks]; one token has var 0
     for j in range(1, n_scales):
         n_blocks = mean.shape[1] // 2
         left, right = slice(0, 2 * n_blocks, 2), slice(1, 2 * n_blocks, 2)
         delta = mean[:, right] - mean[:, left]
-        var = torch.addcmul(torch.lerp(var[:, left], var[:, right], 0.5), delta, delta, value=0.25)
+        if var is None:
+            var = delta.square().mul_(0.25)
+        else:
+            var = torch.addcmul(torch.lerp(var[:, left], var[:, right], 0.5), delta, delta, value=0.25)
         mean = torch.lerp(mean[:, left], mean[:, right], 0.5)
         whole = (lengths_B >> j).unsqueeze(1)  # whole blocks of each sample
         inside = torch.arange(n_blocks, device=phi_BL.device) < whole
-        std_sums[:, j] = (torch.sqrt(var) * inside).sum(dim=1)
+        std_sums[:, j] = torch.sqrt(var).mul_(inside).sum(dim=1)
     whole_blocks = lengths_B.unsqueeze(1) >> torch.arange(n_scales, device=phi_BL.device)  # [B, J]
     return torch.clamp(1.0 - std_sums / whole_blocks, 0.0, 1.0)  # 0/0 = NaN: no such scale
 
@@ -272,8 +275,8 @@ def _weighted_scales(scales_BJ: torch.Tensor) -> torch.Tensor:
 def _kuramoto(phi_BL: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tensor:
     """|mean_k exp(iπΦ_k)|, 0 when T < 2. Padding holds Φ = 0: its cos - 1 and sin are 0."""
     angle = math.pi * phi_BL
-    re = (torch.cos(angle) - 1.0).sum(dim=1) + lengths_B
-    im = torch.sin(angle).sum(dim=1)
+    re = torch.cos(angle).sub_(1.0).sum(dim=1) + lengths_B
+    im = angle.sin_().sum(dim=1)  # in place: fewer fresh buffers
     r = torch.hypot(re, im) / lengths_B.clamp(min=1)
     return torch.where(lengths_B >= 2, r, 0.0)
 

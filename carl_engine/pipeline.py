@@ -211,8 +211,9 @@ class _StageFailed(Exception):
         self.stage = stage
 
 
-class _Pipeline:
-    """One run of a pipeline spec in a run directory (see the module docstring)."""
+class StageRunner:
+    """Runs the stages of a pipeline spec in a run directory, reusing what is already done
+    (see the module docstring); the A/B bench uses it for its training stages too."""
 
     def __init__(self, spec: PipelineSpec, run_dir: RunDir) -> None:
         self.spec, self.run_dir = spec, run_dir
@@ -234,14 +235,14 @@ class _Pipeline:
     def stage_dir(self, name: str) -> RunDir:
         return RunDir(self.run_dir.path / "stages" / name)
 
-    def _event(self, stage: str, status: str, **fields: Any) -> None:
+    def event(self, stage: str, status: str, **fields: Any) -> None:
         self.run_dir.append_event("stage", stage=stage, status=status, **fields)
 
     # stages ----------------------------------------------------------------------------
     def train(self, name: str, data: dict[str, Any], offset: int) -> str:
         """Run (or reuse, or continue) a training stage; returns its final checkpoint."""
         if name in self.done and Path(self.done[name].get("checkpoint", "")).is_dir():
-            self._event(name, "reused", checkpoint=self.done[name]["checkpoint"])
+            self.event(name, "reused", checkpoint=self.done[name]["checkpoint"])
             return self.done[name]["checkpoint"]
         from carl_engine.training.runner import train
         from carl_engine.training.spec import TrainSpec
@@ -254,21 +255,21 @@ class _Pipeline:
                 break
         spec = TrainSpec.parse(data)
         stage.write_spec({**spec.model_dump(mode="json"), "kind": "train"})
-        self._event(name, "started", resume_from=data.get("resume_from"))
+        self.event(name, "started", resume_from=data.get("resume_from"))
         started = time.time()
         try:
             result = train(spec, stage, on_event=_mirror(self.run_dir, offset, name))
         except Exception as err:  # recorded as the stage's failure, then the job's (run.py)
-            self._event(name, "failed", error=f"{type(err).__name__}: {err}")
+            self.event(name, "failed", error=f"{type(err).__name__}: {err}")
             raise
         stage.write_result(result)
         checkpoint = result.checkpoint or (str(stage.latest_checkpoint()) if stage.latest_checkpoint() else None)
         if result.status != "succeeded" or checkpoint is None:
             why = result.error or f"training {result.status} without a checkpoint"
-            self._event(name, "failed", error=why)
+            self.event(name, "failed", error=why)
             raise _StageFailed(name, f"{name} stage {result.status}: {why}")
         self.metrics.update({f"{name}/{k}": v for k, v in result.metrics.items()})
-        self._event(name, "completed", checkpoint=checkpoint, seconds=round(time.time() - started, 2))
+        self.event(name, "completed", checkpoint=checkpoint, seconds=round(time.time() - started, 2))
         return checkpoint
 
     def evaluate(self, name: str, checkpoint: str, gate: GateThresholds, *, root: bool = False) -> EvalReport:
@@ -278,12 +279,12 @@ class _Pipeline:
 
         earlier = read_report(self.stage_dir(name).path) if name in self.done else None
         if earlier is not None and earlier.checkpoint == str(Path(checkpoint).resolve()):
-            self._event(name, "reused", passed=earlier.passed, reasons=earlier.reasons, checkpoint=checkpoint)
+            self.event(name, "reused", passed=earlier.passed, reasons=earlier.reasons, checkpoint=checkpoint)
             return earlier
         s = self.spec
         spec = EvalSpec(checkpoint=checkpoint, task=s.task, n=s.eval_n, group_size=s.eval_group_size,
                         max_new_tokens=s.max_completion_length, seed=s.seed, gate=gate)
-        self._event(name, "started", checkpoint=checkpoint)
+        self.event(name, "started", checkpoint=checkpoint)
         report = evaluate(spec)
         folders = [self.stage_dir(name).create().path, report_folder(report.checkpoint)]  # the latter: carl_push's
         for folder in dict.fromkeys(f for f in folders + [self.run_dir.path if root else None] if f is not None):
@@ -292,20 +293,20 @@ class _Pipeline:
         self.metrics.update({f"{name}/{k.removeprefix('eval/')}": v for k, v in flat.items()})
         self.run_dir.append_event("metrics", step=None, stage=name, metrics={f"{name}/{k}": v for k, v in flat.items()})
         status = "completed" if report.passed else "failed"
-        self._event(name, status, passed=report.passed, reasons=report.reasons, checkpoint=checkpoint)
+        self.event(name, status, passed=report.passed, reasons=report.reasons, checkpoint=checkpoint)
         return report
 
     def push(self, checkpoint: str) -> dict[str, Any]:
         """Export and/or push the checkpoint that passed, with its model card (carl_engine.hub)."""
         if "push" in self.done:
             fields = {k: v for k, v in self.done["push"].items() if k in ("local_dir", "repo_id", "url")}
-            self._event("push", "reused", **fields)
+            self.event("push", "reused", **fields)
             return fields
         from carl_engine.errors import CarlError
         from carl_engine.hub import push
 
         s = self.spec
-        self._event("push", "started", checkpoint=checkpoint)
+        self.event("push", "started", checkpoint=checkpoint)
         out: dict[str, Any] = {}
         try:
             if s.push_local_dir:
@@ -314,9 +315,9 @@ class _Pipeline:
                 pushed = push(checkpoint, repo_id=s.push_to, private=s.private)
                 out.update(repo_id=pushed.repo_id, url=pushed.url)
         except CarlError as err:
-            self._event("push", "failed", error=str(err))
+            self.event("push", "failed", error=str(err))
             raise _StageFailed("push", f"push failed: {err}") from None
-        self._event("push", "completed", checkpoint=checkpoint, **out)
+        self.event("push", "completed", checkpoint=checkpoint, **out)
         return out
 
 
@@ -372,7 +373,7 @@ def run(spec: dict[str, Any], run_dir: RunDir) -> RunResult:
         InvalidSpecError: a bad spec (before anything runs).
     """
     s = PipelineSpec.from_dict(spec)
-    p = _Pipeline(s, run_dir)
+    p = StageRunner(s, run_dir)
     run_dir.append_event("progress", max_steps=s.sft_steps + s.grpo_steps)
     extra: dict[str, Any] = {"plan": s.plan()}
     try:
@@ -385,12 +386,12 @@ def run(spec: dict[str, Any], run_dir: RunDir) -> RunResult:
             if not gate.passed:
                 raise _StageFailed("sft_gate", "the SFT gate failed: " + "; ".join(gate.reasons))
         else:
-            p._event("sft", "skipped", reason="sft_steps = 0")
+            p.event("sft", "skipped", reason="sft_steps = 0")
         if s.grpo_steps:
             start = merge_adapter(checkpoint, p.stage_dir("sft").path / "merged") if sft_checkpoint else s.model
             checkpoint = p.train("grpo", grpo_train_spec(s, start), offset=s.sft_steps)
         else:
-            p._event("grpo", "skipped", reason="grpo_steps = 0")
+            p.event("grpo", "skipped", reason="grpo_steps = 0")
         final = s.final_gate
         if s.compare_to_sft and sft_checkpoint and s.grpo_steps:
             final = final.model_copy(update={"baseline": sft_checkpoint})
@@ -401,7 +402,7 @@ def run(spec: dict[str, Any], run_dir: RunDir) -> RunResult:
         if s.push_to or s.push_local_dir:
             extra["push"] = p.push(checkpoint)
         else:
-            p._event("push", "skipped", reason="no push_to or push_local_dir given")
+            p.event("push", "skipped", reason="no push_to or push_local_dir given")
     except _StageFailed as failed:
         return RunResult(status="failed", step=_step(s, failed.stage), max_steps=s.sft_steps + s.grpo_steps,
                          metrics=p.metrics, checkpoint=_latest(p), error=str(failed), extra=extra)
@@ -413,7 +414,7 @@ def _step(s: PipelineSpec, stage: str) -> int:
     return {"sft": 0, "sft_gate": s.sft_steps, "grpo": s.sft_steps}.get(stage, s.sft_steps + s.grpo_steps)
 
 
-def _latest(p: _Pipeline) -> str | None:
+def _latest(p: StageRunner) -> str | None:
     for name in ("grpo", "sft"):
         latest = p.stage_dir(name).latest_checkpoint()
         if latest is not None:

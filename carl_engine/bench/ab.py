@@ -188,7 +188,7 @@ def run(spec: dict[str, Any], run_dir: RunDir) -> RunResult:
         InvalidSpecError: a bad spec, before anything runs.
     """
     from carl_engine.evaluation.evaluate import load_prompts, measure, resolve_checkpoint
-    from carl_engine.pipeline import _Pipeline, grpo_train_spec, sft_train_spec
+    from carl_engine.pipeline import StageRunner, grpo_train_spec, sft_train_spec
 
     ab = ABSpec.from_dict(spec)
     per_seed = ab.sft_steps + ab.grpo_steps * len(ab.arms)
@@ -200,7 +200,7 @@ def run(spec: dict[str, Any], run_dir: RunDir) -> RunResult:
         seed_dir = RunDir(run_dir.path / f"seed-{seed}").create()
         start = ab.model
         if ab.sft_steps:
-            start = _Pipeline(base, seed_dir).train("sft", sft_train_spec(base), offset=0)
+            start = StageRunner(base, seed_dir).train("sft", sft_train_spec(base), offset=0)
             done_steps += ab.sft_steps
         eval_spec = EvalSpec(checkpoint=start, task=ab.task, n=ab.eval_n, group_size=ab.eval_group_size,
                              max_new_tokens=base.max_completion_length, seed=seed, gate=GateThresholds())
@@ -209,7 +209,7 @@ def run(spec: dict[str, Any], run_dir: RunDir) -> RunResult:
             arm_spec = ab.stage_spec(arm, seed)
             name = "grpo-" + arm.replace("+", "-")
             run_dir.append_event("stage", step=done_steps, stage=f"seed {seed}: {arm}", status="started")
-            checkpoint = _Pipeline(arm_spec, seed_dir).train(name, grpo_train_spec(arm_spec, start), offset=done_steps)
+            checkpoint = StageRunner(arm_spec, seed_dir).train(name, grpo_train_spec(arm_spec, start), offset=done_steps)
             done_steps += ab.grpo_steps
             metrics = measure(resolve_checkpoint(checkpoint), prompts, answers, eval_spec)
             outcomes[arm].append((seed, metrics, checkpoint))

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from carl_engine.errors import InvalidSpecError
 from carl_engine.evaluation.spec import INLINE_LIMIT, EvalMetrics, EvalSpec, GateThresholds, validated
 from carl_studio.tools.base import Request, Response, ToolContext, ToolSpec
 
@@ -62,16 +63,6 @@ def _spec(request: EvalRequest) -> EvalSpec:
     return validated(EvalSpec, {**data, "gate": gate})
 
 
-def _check(spec: EvalSpec) -> None:
-    """Everything an eval can be refused for, before anything starts (no model loaded)."""
-    from carl_engine.evaluation.evaluate import load_prompts, resolve_checkpoint
-
-    resolve_checkpoint(spec.checkpoint)
-    if spec.gate.baseline:
-        resolve_checkpoint(spec.gate.baseline, field="baseline")
-    load_prompts(spec)
-
-
 def _brief(metrics: EvalMetrics | None) -> EvalMetrics | None:
     return None if metrics is None else metrics.model_copy(update={"correct": []})
 
@@ -83,8 +74,13 @@ def carl_eval(request: EvalRequest, ctx: ToolContext) -> EvalResponse:
         InvalidSpecError: a bad field, a missing checkpoint folder, an unknown task, a bad dataset file.
         JobNotFoundError: `checkpoint` (or `baseline`) is neither a folder nor a known job id.
     """
-    spec = _spec(request)
-    _check(spec)
+    try:
+        spec = _spec(request)
+        spec.check()  # checkpoint, baseline, task, dataset: before anything starts
+    except InvalidSpecError as err:  # name the request's own (flat) field: gate.phi_min -> phi_min
+        if err.field.startswith("gate."):
+            raise InvalidSpecError(err.field.removeprefix("gate."), err.rule) from None
+        raise
     inline = request.mode == "inline" or (request.mode == "auto" and spec.n <= INLINE_LIMIT)
     if not inline:
         job = ctx.jobs.submit("eval", spec.model_dump(mode="json"), compute=request.compute)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from carl_engine.evaluation.spec import EvalSpec, validated
+from carl_engine.evaluation.spec import EvalSpec
 from carl_engine.runs import RunDir, RunResult
 
 
@@ -22,7 +22,7 @@ def run(spec: dict[str, Any], run_dir: RunDir) -> RunResult:
     """
     from carl_engine.evaluation.evaluate import run_eval
 
-    eval_spec = validated(EvalSpec, {k: v for k, v in spec.items() if k != "kind"})
+    eval_spec = EvalSpec.from_dict(spec)
     run_dir.append_event("stage", stage="eval", status="started", checkpoint=eval_spec.checkpoint)
     report, written = run_eval(eval_spec, also_write_to=run_dir.path)
     metrics = report.metrics.flat()

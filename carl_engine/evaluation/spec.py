@@ -96,6 +96,25 @@ class EvalSpec(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of the prompts and of sampling.")
     gate: GateThresholds = Field(default_factory=GateThresholds, description="Pass rules.")
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalSpec:
+        """Validate a job spec dict (a "kind" key is ignored). Raises InvalidSpecError naming the field."""
+        return validated(cls, {k: v for k, v in data.items() if k != "kind"})
+
+    def check(self) -> None:
+        """What the fields cannot tell (the job manager calls this before writing a job row): the
+        checkpoint and baseline resolve, the task exists, the dataset file is readable. Loads no model.
+
+        Raises:
+            InvalidSpecError, JobNotFoundError: naming the field.
+        """
+        from carl_engine.evaluation.evaluate import load_prompts, resolve_checkpoint
+
+        resolve_checkpoint(self.checkpoint)
+        if self.gate.baseline:
+            resolve_checkpoint(self.gate.baseline, field="gate.baseline")
+        load_prompts(self)
+
 
 class Interval(BaseModel):
     value: float | None = Field(None, description="Point estimate (None when undefined, e.g. no completion).")

@@ -42,7 +42,8 @@ def test_a_small_eval_answers_inline_with_the_verdict_and_writes_eval_json(job_w
     ("arguments", "error", "field"),
     [
         ({"checkpoint": "evaljob1", "min_accuracy": 1.2}, InvalidSpecError, "min_accuracy"),
-        ({"checkpoint": "evaljob1", "phi_min": 0.8, "phi_max": 0.3}, InvalidSpecError, "gate.phi_min"),
+        ({"checkpoint": "evaljob1", "phi_min": 0.8, "phi_max": 0.3}, InvalidSpecError, "phi_min"),
+        ({"checkpoint": "evaljob1", "baseline": "./no/such"}, InvalidSpecError, "baseline"),
         ({"checkpoint": "evaljob1", "task": "poetry"}, InvalidSpecError, "task"),
         ({"checkpoint": "/missing/checkpoint"}, InvalidSpecError, "checkpoint"),
         ({"checkpoint": "evaljob1", "n": 0}, InvalidSpecError, "n"),

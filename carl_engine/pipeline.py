@@ -191,6 +191,7 @@ def check(spec: PipelineSpec) -> None:
     if spec.push_to and not os.environ.get("HF_TOKEN"):
         raise MissingCredentialsError("HF_TOKEN", f"pushing to the Hub repo {spec.push_to}")
 
+
 def _mirror(dest: RunDir, offset: int, stage: str):
     """An `on_event` hook that copies a training stage's metrics, gate and checkpoint events into
     the pipeline's events.jsonl, with the step shifted by `offset` (a global step)."""
@@ -289,9 +290,9 @@ class StageRunner:
         folders = [self.stage_dir(name).create().path, report_folder(report.checkpoint)]  # the latter: carl_push's
         for folder in dict.fromkeys(f for f in folders + [self.run_dir.path if root else None] if f is not None):
             write_report(report, folder)
-        flat = report.metrics.flat()
-        self.metrics.update({f"{name}/{k.removeprefix('eval/')}": v for k, v in flat.items()})
-        self.run_dir.append_event("metrics", step=None, stage=name, metrics={f"{name}/{k}": v for k, v in flat.items()})
+        named = {f"{name}/{k.removeprefix('eval/')}": v for k, v in report.metrics.flat().items()}  # eval/accuracy, ...
+        self.metrics.update(named)
+        self.run_dir.append_event("metrics", step=None, stage=name, metrics=named)
         status = "completed" if report.passed else "failed"
         self.event(name, status, passed=report.passed, reasons=report.reasons, checkpoint=checkpoint)
         return report

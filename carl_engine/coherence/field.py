@@ -273,10 +273,15 @@ def _weighted_scales(scales_BJ: torch.Tensor) -> torch.Tensor:
 
 
 def _kuramoto(phi_BL: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tensor:
-    """|mean_k exp(iπΦ_k)|, 0 when T < 2. Padding holds Φ = 0: its cos - 1 and sin are 0."""
-    angle = math.pi * phi_BL
-    re = torch.cos(angle).sub_(1.0).sum(dim=1) + lengths_B
-    im = angle.sin_().sum(dim=1)  # in place: fewer fresh buffers
+    """|mean_k exp(iπΦ_k)|, 0 when T < 2. Padding holds Φ = 0: its cos - 1 and sin are 0.
+
+    πΦ lies in [0, π], where sin = sqrt(1 - cos²) >= 0: one transcendental call instead of
+    two (the error, at most ~1e-8 per token near Φ = 0 or 1, is far below the spec's needs).
+    """
+    cos = torch.cos(math.pi * phi_BL)
+    sin = torch.mul(cos, cos).neg_().add_(1.0).clamp_(min=0.0).sqrt_()
+    re = cos.sub_(1.0).sum(dim=1) + lengths_B
+    im = sin.sum(dim=1)
     r = torch.hypot(re, im) / lengths_B.clamp(min=1)
     return torch.where(lengths_B >= 2, r, 0.0)
 

@@ -1,4 +1,6 @@
+import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +118,18 @@ def test_a_new_attempt_reuses_the_training_stages_of_the_run_it_resumes(tmp_path
     statuses = {e["stage"]: e["status"] for e in second.iter_events("stage")}
     assert statuses["sft"] == "reused" and statuses["grpo"] == "reused" and statuses["eval"] == "completed"
     assert result.checkpoint == failed.checkpoint and str(first.path) in result.checkpoint
+
+
+@pytest.mark.slow
+def test_a_lora_pipeline_merges_the_sft_adapter_before_grpo(tmp_path):
+    from carl_engine.pipeline import run
+    from carl_engine.runs import RunDir
+
+    run_dir = RunDir(tmp_path / "pipe").create()
+    result = run({"lora": True, "sft_steps": 4, "grpo_steps": 2, "grpo_batch_size": 4, "eval_n": 4,
+                  "eval_group_size": 2, "sft_gate": {"min_accuracy": 0.0}, "final_gate": {"min_accuracy": 0.0}}, run_dir)
+    assert result.status == "succeeded", result.error
+    merged = run_dir.path / "stages" / "sft" / "merged"
+    assert (merged / "config.json").is_file()  # GRPO started from the merged SFT model
+    final = json.loads((Path(result.checkpoint) / "adapter_config.json").read_text())
+    assert final["base_model_name_or_path"] == str(merged)

@@ -3,14 +3,15 @@
 Everything is vectorised over batch and tokens; the only Python loops run over the
 (at most 16) scales and over chunks of logits rows.
 
-Where this implementation departs from the paper's reference package, and why:
+Where this implementation departs from, or pins down, the paper's reference package:
 - It scores the exact tokens that were sampled, in context, under the distribution they
-  were sampled from (`softmax(logits / τ)` at the sampling temperature), rather than
-  re-scoring decoded text. `V` is the logits' last dimension, not `len(tokenizer)`.
+  were sampled from (`softmax(logits / τ)` at the sampling temperature): never a
+  re-tokenisation of decoded text, nor another temperature. `V` is the logits' last
+  dimension, not `len(tokenizer)`.
 - Entropy is computed in log-sum-exp form over the full vocabulary (`-inf` logits are
   legal and contribute 0), never as `log(p + eps)`; no probability is floored.
-- The block std of the multiscale term is the population std (ddof = 0); scales stop at
-  j = 15 (16 scales), and the tail beyond the last whole block is dropped.
+- The block std of the multiscale term is the population std (ddof = 0), as CARL_MATH.md
+  fixes it; scales stop at j = 15 (16 scales); the tail beyond the last whole block is dropped.
 - Masked positions are removed before any statistic: a sample is the sequence of its
   unmasked tokens in order (a hole in the mask closes up; padding never counts).
 - Edge cases the paper left open follow CARL_MATH.md: T = 0 gives NaN for every reward

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 import typer
 
@@ -30,15 +29,15 @@ def render(answer: BenchResponse) -> None:
         console.print(f"A/B bench job [bold]{answer.job_id}[/bold] started ({answer.state}); {answer.next}")
         return
     table = Table("arm", "shape", "ours (s)", "reference (s)", "speed-up", "max |diff|")
-    for name in ("from_logits", "from_stats"):
-        t: dict[str, Any] = (answer.throughput or {})[name]
-        table.add_row(name, "x".join(map(str, t["shape"])), f"{t['ours_s']:.4f}", f"{t['reference_s']:.4f}",
-                      f"{t['speedup']:.2f}x", f"{t['max_abs_diff']:.1e}")
+    if answer.throughput is not None:
+        for name, t in (("from_logits", answer.throughput.from_logits), ("from_stats", answer.throughput.from_stats)):
+            table.add_row(name, "x".join(map(str, t.shape)), f"{t.ours_s:.4f}", f"{t.reference_s:.4f}",
+                          f"{t.speedup:.2f}x", f"{t.max_abs_diff:.1e}")
     console.print(table)
-    if answer.grpo_overhead:
-        for key, value in answer.ratios.items():
-            if key.endswith("_ratio"):
-                console.print(f"{key}: {value:.3f}")
+    if answer.grpo_overhead is not None:
+        g = answer.grpo_overhead
+        console.print(f"GRPO step time vs plain GRPO: ours {g.ours_ratio:.3f}x, paper's way {g.paper_ratio:.3f}x "
+                      f"({g.steps_per_round} steps, {g.device})")
     console.print(answer.next)
 
 

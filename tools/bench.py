@@ -3,13 +3,14 @@ A/B training bench: task only vs task + CARL vs task + CARL guarded; runs as a j
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from carl_engine.errors import InvalidSpecError
 
 from carl_engine.bench.ab import ARMS, Arm
+from carl_engine.bench.reward import GrpoOverheadResult, ThroughputResult
 from carl_studio.tools.base import Request, Response, ToolContext, ToolSpec
 
 
@@ -65,8 +66,8 @@ class BenchRequest(Request):
 
 class BenchResponse(Response):
     bench: Literal["reward", "ab"] = Field(description="Which bench ran.")
-    throughput: dict[str, Any] | None = Field(None, description="reward: medians and speed-ups (reference / ours) from logits and from stats.")
-    grpo_overhead: dict[str, Any] | None = Field(None, description="reward: GRPO step-time ratios to plain GRPO, when asked.")
+    throughput: ThroughputResult | None = Field(None, description="reward: medians and speed-ups (reference / ours) from logits and from stats.")
+    grpo_overhead: GrpoOverheadResult | None = Field(None, description="reward: GRPO step times and their ratios to plain GRPO, when asked.")
     ratios: dict[str, float] = Field(default_factory=dict, description="The headline ratios, by name.")
     job_id: str | None = Field(None, description="ab: the bench job's id; follow it with carl_status.")
     state: str | None = Field(None, description="ab: the job's state after submission.")
@@ -102,8 +103,8 @@ def carl_bench(request: BenchRequest, ctx: ToolContext) -> BenchResponse:
         from carl_engine.bench.reward import grpo_overhead
 
         overhead = grpo_overhead(steps=request.grpo_steps)
-        ratios.update({k: v for k, v in overhead.items() if k.endswith("_ratio") and isinstance(v, float)})
-    return BenchResponse(bench="reward", throughput=result.model_dump(), grpo_overhead=overhead, ratios=ratios,
+        ratios.update(grpo_ours_ratio=overhead.ours_ratio, grpo_paper_ratio=overhead.paper_ratio)
+    return BenchResponse(bench="reward", throughput=result, grpo_overhead=overhead, ratios=ratios,
                          next="speed-ups are reference time / ours (higher is better); overhead ratios are step "
                          "time / plain GRPO step time (1.0 = free)")
 

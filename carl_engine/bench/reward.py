@@ -117,7 +117,24 @@ def coherence_throughput(
     )
 
 
-def grpo_overhead(*, steps: int = 4, rounds: int = 1, model: str = "carl-tiny") -> dict[str, Any]:
+class GrpoOverheadResult(BaseModel):
+    """Median GRPO step time per arm and the ratios to plain GRPO (1.0 = no overhead)."""
+
+    model: str
+    device: str
+    threads: int
+    steps_per_round: int
+    rounds: int
+    batch_size: int
+    num_generations: int
+    max_completion_length: int
+    median_step_s: dict[str, float] = Field(description="plain, ours (captured stats), paper (re-forward per completion).")
+    ratio_to_plain: dict[str, float] = Field(description="ours and paper step time / plain step time.")
+    ours_ratio: float = Field(description="CARL-GRPO with our capture / plain GRPO.")
+    paper_ratio: float = Field(description="CARL computed the paper's way / plain GRPO.")
+
+
+def grpo_overhead(*, steps: int = 4, rounds: int = 1, model: str = "carl-tiny") -> GrpoOverheadResult:
     """CARL-GRPO step time over plain GRPO step time, at a small size (carl_engine.bench.grpo_overhead).
 
     Args:
@@ -126,10 +143,11 @@ def grpo_overhead(*, steps: int = 4, rounds: int = 1, model: str = "carl-tiny") 
         model: the model to train.
 
     Returns:
-        The measurement, plus `ours_ratio` and `paper_ratio` (step time / plain GRPO step time).
+        The measurement with `ours_ratio` and `paper_ratio`.
     """
     from carl_engine.bench.grpo_overhead import measure
 
     result = measure(model=model, steps=steps, rounds=rounds, warmup=1, batch_size=8, num_generations=4,
                      max_completion_length=8)
-    return {**result, "ours_ratio": result["ratio_to_plain"]["ours"], "paper_ratio": result["ratio_to_plain"]["paper"]}
+    return GrpoOverheadResult(**result, ours_ratio=result["ratio_to_plain"]["ours"],
+                              paper_ratio=result["ratio_to_plain"]["paper"])

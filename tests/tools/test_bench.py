@@ -21,7 +21,7 @@ def test_the_reward_bench_answers_inline_with_its_ratios():
     out = BENCH.call({"bench": "reward", **SMALL}, scripted_context())
     assert out.bench == "reward" and out.job_id is None
     assert set(out.ratios) == {"from_logits_speedup", "from_stats_speedup"}
-    assert out.throughput["from_logits"]["shape"] == [2, 16, 64]
+    assert out.throughput.from_logits.shape == [2, 16, 64]
 
 
 def test_the_ab_bench_starts_a_bench_job_and_answers_at_once():

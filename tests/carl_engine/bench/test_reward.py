@@ -17,6 +17,6 @@ def test_grpo_overhead_reports_each_arm_against_plain_grpo():
     from carl_engine.bench.reward import grpo_overhead
 
     result = grpo_overhead(steps=2)
-    assert set(result["median_step_s"]) == {"plain", "ours", "paper"}
-    assert result["ours_ratio"] == result["median_step_s"]["ours"] / result["median_step_s"]["plain"]
-    assert result["paper_ratio"] > 0
+    assert set(result.median_step_s) == {"plain", "ours", "paper"}
+    assert result.ours_ratio == result.median_step_s["ours"] / result.median_step_s["plain"]
+    assert result.paper_ratio > 0

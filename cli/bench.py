@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import typer
 
 from carl_studio.cli.app import run_tool

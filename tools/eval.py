@@ -76,7 +76,7 @@ def carl_eval(request: EvalRequest, ctx: ToolContext) -> EvalResponse:
     """
     try:
         spec = _spec(request)
-        spec.check()  # checkpoint, baseline, task, dataset: before anything starts
+        spec.check_inputs()  # checkpoint, baseline, task, dataset: before anything starts
     except InvalidSpecError as err:  # name the request's own (flat) field: gate.phi_min -> phi_min
         if err.field.startswith("gate."):
             raise InvalidSpecError(err.field.removeprefix("gate."), err.rule) from None

@@ -101,9 +101,10 @@ class EvalSpec(BaseModel):
         """Validate a job spec dict (a "kind" key is ignored). Raises InvalidSpecError naming the field."""
         return validated(cls, {k: v for k, v in data.items() if k != "kind"})
 
-    def check(self) -> None:
-        """What the fields cannot tell (the job manager calls this before writing a job row): the
-        checkpoint and baseline resolve, the task exists, the dataset file is readable. Loads no model.
+    def check_inputs(self) -> None:
+        """What the fields cannot tell: the checkpoint and baseline resolve, the task exists, the
+        dataset file is readable. Loads no model. carl_eval calls it before starting anything; the
+        job manager does not (an eval spec stays a fields-only spec there; the job reports the error).
 
         Raises:
             InvalidSpecError, JobNotFoundError: naming the field.

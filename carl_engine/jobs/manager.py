@@ -263,6 +263,8 @@ class JobManager:
         except CarlError as err:  # a provider hiccup is not a verdict: keep the state, say why
             log.warning("polling job %s failed: %s", job.job_id, err)
             return job
+        if job.backend != "local":  # remote backends bring new events home during poll
+            job = self._apply_events(job)
         run_dir = RunDir(job.run_dir)
         result = run_dir.read_result()
         if result is None and polled.state in TERMINAL and job.backend != "local":

@@ -37,7 +37,18 @@ DIE_AFTER_STEP_2 = textwrap.dedent(
 )
 
 
+@pytest.fixture
+def one_thread():
+    """The killed run trains in a one-thread subprocess; the in-process runs must use the same
+    thread count, or float sums differ and Adam turns that noise into lr-sized weight changes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
 def test_a_run_resumed_from_its_step_2_checkpoint_finishes_at_step_4_like_an_uninterrupted_run(tmp_path):
     first, second, straight = RunDir(tmp_path / "first"), RunDir(tmp_path / "second"), RunDir(tmp_path / "straight")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

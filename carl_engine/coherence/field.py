@@ -30,12 +30,12 @@ from typing import Any
 import torch
 
 from carl_engine.coherence import _inputs as inputs
+from carl_engine.coherence.multiscale import scale_coherence, weighted_scales
 from carl_engine.coherence.token_stats import DEFAULT_CHUNK_BYTES, token_stats
 from carl_engine.coherence.weights import CARLWeights
 from carl_engine.errors import InvalidSpecError
 
 DEFECT_THRESHOLD = 0.03
-MAX_SCALES = 16
 SCORE_KEYS = (
     "multiscale", "cloud", "discontinuity", "composite", "kuramoto_r",
     "n_crystallizations", "n_meltings", "defect_density", "surprisal_mean",
@@ -58,9 +58,9 @@ class CoherenceField:
         self._entropy = entropy_BT
         self._logprob = logprob_BT
         phi = torch.mul(entropy_BT, -1.0 / math.log(vocab_size)).add_(1.0).clamp_(0.0, 1.0)
-        self._phi = phi.masked_fill_(~mask_BT, 0.0)
+        self._phi = torch.where(mask_BT, phi, 0.0)
         self._lengths = mask_BT.sum(dim=1)
-        self._phi_c, self._logprob_c = _compact(self._phi, logprob_BT, mask_BT, self._lengths)
+        self._phi_c, self._logprob_c, self._prefix_c = _compact(self._phi, logprob_BT, mask_BT, self._lengths)
 
     @classmethod
     def from_logits(cls, logits: Any, token_ids: Any, mask: Any = None, temperature: float = 1.0,
@@ -134,9 +134,9 @@ class CoherenceField:
         vocab_size = inputs.check_vocab_size(vocab_size)
         mask_t, _ = inputs.as_mask(mask, B, T)
         h, lp, mask_t = h.to(torch.float64), lp.to(h.device, torch.float64), mask_t.to(h.device)
+        h, lp = torch.where(mask_t, h, 0.0), torch.where(mask_t, lp, 0.0)  # masked values take no part
         inputs.check_stats(h, lp, mask_t, vocab_size)
-        zero = torch.zeros((), dtype=torch.float64, device=h.device)
-        return cls(torch.where(mask_t, h, zero), torch.where(mask_t, lp, zero), mask_t, vocab_size, as_numpy=was_numpy)
+        return cls(h, lp, mask_t, vocab_size, as_numpy=was_numpy)
 
     # ---- the per-token arrays --------------------------------------------------------------
 
@@ -173,7 +173,7 @@ class CoherenceField:
     def scale_coherence(self) -> Any:
         """`[B, n_scales]` per-scale coherence C_j, NaN where scale j does not exist for a sample
         (2^j > T_b). n_scales = min(floor(log2 max T_b) + 1, 16); 0 when every sample is empty."""
-        return self._out(_scale_coherence(self._phi_c, self._lengths))
+        return self._out(scale_coherence(self._phi_c, self._lengths))
 
     def scores(self, weights: CARLWeights | None = None, *, diversity: Any = None) -> dict[str, Any]:
         """The CARL components, composite and diagnostics of every sample.
@@ -197,14 +197,15 @@ class CoherenceField:
         if not isinstance(weights, CARLWeights):
             raise InvalidSpecError("weights", "must be a CARLWeights", got=type(weights).__name__)
         L = self._lengths.to(torch.float64)
-        scales = _scale_coherence(self._phi_c, self._lengths)
+        scales = scale_coherence(self._phi_c, self._lengths)
+        phi32 = self._phi_c.to(torch.float32)  # for the transcendental terms (see _cloud_sums, _kuramoto)
         out = {
-            "multiscale": _weighted_scales(scales),
-            "cloud": torch.exp(self._logprob_c).mul_(self._phi_c).sum(dim=1) / L,  # padding has Φ = 0
+            "multiscale": weighted_scales(scales),
+            "cloud": _cloud_sums(phi32, self._logprob_c) / L,
             "surprisal_mean": -self._logprob_c.sum(dim=1) / L,
-            "kuramoto_r": _kuramoto(self._phi_c, self._lengths),
+            "kuramoto_r": _kuramoto(phi32, self._lengths),
         }
-        out.update(_discontinuity(self._phi_c, self._lengths))
+        out.update(_discontinuity(self._phi_c, self._prefix_c, self._lengths))
         composite = weights.multiscale * out["multiscale"] + weights.cloud * out["cloud"]
         composite = composite + weights.discontinuity * out["discontinuity"]
         if weights.diversity > 0:
@@ -225,69 +226,45 @@ class CoherenceField:
 
 
 def _compact(phi_BT: torch.Tensor, logprob_BT: torch.Tensor, mask_BT: torch.Tensor,
-             lengths_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Moves each sample's real tokens to the front, in order, and trims to the longest one."""
+             lengths_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Moves each sample's real tokens to the front, in order, and trims to the longest one (L).
+
+    Returns:
+        Φ `[B, L]`, log-probability `[B, L]` (0 past each length) and the compacted mask
+        `[B, L]` (True on the first T_b positions).
+    """
     B, T = mask_BT.shape
     longest = int(lengths_B.max()) if B else 0
-    prefix = torch.arange(T, device=mask_BT.device) < lengths_B.unsqueeze(1)
-    if not torch.equal(prefix, mask_BT):
-        order = torch.argsort((~mask_BT).to(torch.int8), dim=1, stable=True)  # real tokens first
-        phi_BT, logprob_BT = phi_BT.gather(1, order), logprob_BT.gather(1, order)
-    return phi_BT[:, :longest], logprob_BT[:, :longest]
+    if not bool((mask_BT[:, 1:] > mask_BT[:, :-1]).sum()):  # no real token after padding
+        return phi_BT[:, :longest], logprob_BT[:, :longest], mask_BT[:, :longest]
+    order = torch.argsort((~mask_BT).to(torch.int8), dim=1, stable=True)  # real tokens first
+    prefix = torch.arange(longest, device=mask_BT.device) < lengths_B.unsqueeze(1)
+    return phi_BT.gather(1, order[:, :longest]), logprob_BT.gather(1, order[:, :longest]), prefix
 
 
-def _scale_coherence(phi_BL: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tensor:
-    """`[B, J]` C_j = clamp(1 - mean over whole blocks of the block's population std, 0, 1).
+def _kuramoto(phi32_BL: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tensor:
+    """|mean_k exp(iπΦ_k)|, 0 when T < 2. Padding holds Φ = 0: its cos is 1 and its sin 0.
 
-    Blocks of scale j are pairs of blocks of scale j - 1, so each block's mean and variance
-    come from its two equal halves (the pairwise update of Chan et al.):
-        mean = (mean_l + mean_r) / 2,   var = (var_l + var_r) / 2 + (mean_r - mean_l)² / 4
-    O(T) work over all scales, no reduction over tiny dimensions, and no E[x²] - E[x]²
-    cancellation.
+    Float32 sines (a quarter of float64 cosines' cost here), summed in float64; each term is
+    within ~1e-7. With w = 1/2 - Φ (exact in float32): cos πΦ = sin πw, and
+    sin πΦ = sin π(1/2 - |w|), whose argument is exactly 0 at Φ = 0 and 1, so sin πΦ is too.
     """
-    B, L = phi_BL.shape
-    n_scales = min(int(math.log2(L)) + 1, MAX_SCALES) if L > 0 else 0
-    std_sums = torch.zeros(B, n_scales, dtype=torch.float64, device=phi_BL.device)  # Σ over whole blocks of the std
-    mean, var = phi_BL, None  # per block of the previous scale: [B, n_blocks]; one token has var 0
-    for j in range(1, n_scales):
-        n_blocks = mean.shape[1] // 2
-        left, right = slice(0, 2 * n_blocks, 2), slice(1, 2 * n_blocks, 2)
-        delta = mean[:, right] - mean[:, left]
-        if var is None:
-            var = delta.square().mul_(0.25)
-        else:
-            var = torch.addcmul(torch.lerp(var[:, left], var[:, right], 0.5), delta, delta, value=0.25)
-        mean = torch.lerp(mean[:, left], mean[:, right], 0.5)
-        whole = (lengths_B >> j).unsqueeze(1)  # whole blocks of each sample
-        inside = torch.arange(n_blocks, device=phi_BL.device) < whole
-        std_sums[:, j] = torch.sqrt(var).mul_(inside).sum(dim=1)
-    whole_blocks = lengths_B.unsqueeze(1) >> torch.arange(n_scales, device=phi_BL.device)  # [B, J]
-    return torch.clamp(1.0 - std_sums / whole_blocks, 0.0, 1.0)  # 0/0 = NaN: no such scale
-
-
-def _weighted_scales(scales_BJ: torch.Tensor) -> torch.Tensor:
-    """R_ms = Σ w_j C_j / Σ w_j over the scales that exist, w_j = 2^(j/2); NaN when none does."""
-    w = 2.0 ** (torch.arange(scales_BJ.shape[1], dtype=torch.float64, device=scales_BJ.device) / 2)
-    exists = ~torch.isnan(scales_BJ)
-    num = (torch.nan_to_num(scales_BJ) * w).sum(dim=1)
-    return num / (exists * w).sum(dim=1)  # 0/0 = NaN for an empty sample
-
-
-def _kuramoto(phi_BL: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tensor:
-    """|mean_k exp(iπΦ_k)|, 0 when T < 2. Padding holds Φ = 0: its cos - 1 and sin are 0.
-
-    πΦ lies in [0, π], where sin = sqrt(1 - cos²) >= 0: one transcendental call instead of
-    two (the error, at most ~1e-8 per token near Φ = 0 or 1, is far below the spec's needs).
-    """
-    cos = torch.cos(math.pi * phi_BL)
-    sin = torch.mul(cos, cos).neg_().add_(1.0).clamp_(min=0.0).sqrt_()
-    re = cos.sub_(1.0).sum(dim=1) + lengths_B
-    im = sin.sum(dim=1)
-    r = torch.hypot(re, im) / lengths_B.clamp(min=1)
+    w = torch.rsub(phi32_BL, 0.5)
+    cos = torch.mul(w, math.pi).sin_()
+    sin = w.abs_().mul_(-math.pi).add_(math.pi / 2).sin_()
+    re = cos.sum(dim=1, dtype=torch.float64) - (phi32_BL.shape[1] - lengths_B)  # less the padding's cos 0 = 1
+    im = sin.sum(dim=1, dtype=torch.float64)
+    r = (torch.hypot(re, im) / lengths_B.clamp(min=1)).clamp_(max=1.0)  # rounding could pass 1
     return torch.where(lengths_B >= 2, r, 0.0)
 
 
-def _discontinuity(phi_BL: torch.Tensor, lengths_B: torch.Tensor) -> dict[str, torch.Tensor]:
+def _cloud_sums(phi32_BL: torch.Tensor, logprob_BL: torch.Tensor) -> torch.Tensor:
+    """`[B]` Σ_k s_k·Φ_k (padding has Φ = 0). exp and the product run in float32, summed in
+    float64: each term's error is ~1e-7 relative (|s·Φ| <= 1), at half float64's cost."""
+    return torch.exp(logprob_BL.to(torch.float32)).mul_(phi32_BL).sum(dim=1, dtype=torch.float64)
+
+
+def _discontinuity(phi_BL: torch.Tensor, prefix_BL: torch.Tensor, lengths_B: torch.Tensor) -> dict[str, torch.Tensor]:
     """R_disc, crystallization and melting counts, and defect density.
 
     An event's score depends on its direction and on the Φ before it; counting the four
@@ -295,7 +272,7 @@ def _discontinuity(phi_BL: torch.Tensor, lengths_B: torch.Tensor) -> dict[str, t
     """
     delta = torch.diff(phi_BL, dim=1)  # [B, L-1]
     before = phi_BL[:, :-1]
-    valid = torch.arange(delta.shape[1], device=phi_BL.device) < (lengths_B - 1).unsqueeze(1)
+    valid = prefix_BL[:, 1:]  # δ_k is real when token k + 1 is
     up = (delta > DEFECT_THRESHOLD) & valid  # commitment / crystallization
     down = (delta < -DEFECT_THRESHOLD) & valid  # dissolution / melting
     n_up, n_down = up.sum(dim=1), down.sum(dim=1)

@@ -157,8 +157,16 @@ def build_carl_tiny(dest: Path) -> Path:
         bos_token_id=tokenizer.bos_token_id,
     )
     dest.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(dest)
-    tokenizer.save_pretrained(dest)
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a one-shard bar is noise in the CLI and in job logs
+    try:
+        model.save_pretrained(dest)
+        tokenizer.save_pretrained(dest)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
     return dest
 
 

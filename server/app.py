@@ -46,9 +46,11 @@ SERVER_NAME = "carl-studio"
 INSTRUCTIONS = (
     "CARL Studio trains language models with coherence-aware (CARL) rewards. Start with carl_compute "
     "(what fits where), start work with carl_train (returns a job_id at once), follow it with carl_status "
-    "(poll_after_s says when to ask again) and carl_logs, end it with carl_stop. Long work never blocks a call: "
-    "tools that start work return a job_id. Credentials (HF_TOKEN, RUNPOD_API_KEY) are read from the server's "
-    "environment, never passed as arguments."
+    "(poll_after_s says when to ask again) and carl_logs, end it with carl_stop. carl_observe shows how a run "
+    "is learning (phases, stop rules, a plot); carl_eval gates a checkpoint (pass/fail with reasons); carl_push "
+    "publishes only a checkpoint whose eval passed; carl_bench measures whether CARL helps (seed-matched A/B). "
+    "Long work never blocks a call: tools that start work return a job_id. Credentials (HF_TOKEN, "
+    "RUNPOD_API_KEY) are read from the server's environment, never passed as arguments."
 )
 
 

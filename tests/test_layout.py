@@ -38,3 +38,27 @@ def test_engine_errors_pickle_with_their_fields():
     missing = pickle.loads(pickle.dumps(MissingCredentialsError("HF_TOKEN", "hf_jobs")))
     assert missing.variable == "HF_TOKEN" and isinstance(missing, PermissionError)
     assert isinstance(JobNotFoundError("7Q2"), KeyError)
+
+
+def _imported_modules(folder: Path) -> dict[str, set[str]]:
+    """Every module each .py file under `folder` imports (absolute names), parsed, not run."""
+    import ast
+
+    found: dict[str, set[str]] = {}
+    for path in folder.rglob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def test_arrows_point_one_way_engine_knows_no_front_end_and_tools_know_no_mcp():
+    for path, names in _imported_modules(ROOT / "carl_engine").items():
+        assert not {n for n in names if n.startswith("carl_studio")}, path
+    for path, names in _imported_modules(ROOT / "tools").items():
+        assert not {n for n in names if n == "mcp" or n.startswith("mcp.")}, path
+        assert not {n for n in names if n.startswith(("carl_studio.server", "carl_studio.cli"))}, path

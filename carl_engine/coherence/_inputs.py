@@ -153,7 +153,7 @@ def check_stats(entropy: torch.Tensor, selected_logprob: torch.Tensor, mask: tor
 
 def _stats_in_range(entropy: torch.Tensor, selected_logprob: torch.Tensor, top: float, tol: float) -> bool:
     """The fast path of `check_stats`: every value, masked ones included, in range (NaN fails).
-    Callers zero the masked positions first, so a False here means a real error is likely."""
+    False sends `check_stats` to the exact check of the unmasked positions only."""
     low, high = torch.aminmax(entropy)
     return bool(low >= -tol) and bool(high <= top) and bool(selected_logprob.max() <= tol)
 

@@ -106,7 +106,6 @@ def _tensor(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
 
 def weighted_scales(scales_BJ: torch.Tensor) -> torch.Tensor:
     """R_ms = Σ w_j C_j / Σ w_j over the scales that exist, w_j = 2^(j/2); NaN when none does."""
-    w = 2.0 ** (torch.arange(scales_BJ.shape[1], dtype=torch.float64, device=scales_BJ.device) / 2)
-    exists = ~torch.isnan(scales_BJ)
-    num = (torch.nan_to_num(scales_BJ) * w).sum(dim=1)
-    return num / (exists * w).sum(dim=1)  # 0/0 = NaN for an empty sample
+    w_J = _tensor(tuple(2.0 ** (j / 2) for j in range(scales_BJ.shape[1])), scales_BJ.device)
+    exists_BJ = (scales_BJ == scales_BJ).to(torch.float64)  # not NaN
+    return (torch.nan_to_num(scales_BJ) @ w_J) / (exists_BJ @ w_J)  # 0/0 = NaN for an empty sample

@@ -58,8 +58,9 @@ class CoherenceField:
         self._mask = mask_BT
         self._entropy = entropy_BT
         self._logprob = logprob_BT
-        phi = torch.mul(entropy_BT, -1.0 / math.log(vocab_size)).add_(1.0).clamp_(0.0, 1.0)  # NaN -> where
-        self._phi = torch.where(mask_BT, phi, 0.0)
+        log_v = math.log(vocab_size)
+        phi = torch.where(mask_BT, entropy_BT, math.inf)  # masked: Φ = clamp(-inf) = 0 exactly
+        self._phi = phi.mul_(-1.0 / log_v).add_(1.0).clamp_(0.0, 1.0)
         self._lengths = mask_BT.sum(dim=1)
         self._phi_c, self._logprob_c, self._prefix_c = _compact(self._phi, logprob_BT, mask_BT, self._lengths)
 
@@ -204,7 +205,7 @@ class CoherenceField:
             "multiscale": weighted_scales(scales),
             "cloud": _cloud_sums(phi32, self._logprob_c) / L,
             "surprisal_mean": -self._logprob_c.sum(dim=1) / L,
-            "kuramoto_r": _kuramoto(phi32, self._lengths),
+            "kuramoto_r": _kuramoto(phi32, self._lengths),  # last user of phi32: overwrites it
         }
         out.update(_discontinuity(self._phi_c, self._prefix_c, self._lengths))
         composite = weights.multiscale * out["multiscale"] + weights.cloud * out["cloud"]
@@ -250,7 +251,7 @@ def _kuramoto(phi32_BL: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tensor:
     term is within ~1e-7. With w = 1/2 - Φ (exact in float32): cos πΦ = sin πw, and
     sin πΦ = sin π(1/2 - |w|), whose argument is exactly 0 at Φ = 0 and 1, so sin πΦ is too.
     """
-    w = torch.rsub(phi32_BL, 0.5)
+    w = phi32_BL.neg_().add_(0.5)  # in place: the caller's phi32_BL is spent
     cos = torch.mul(w, math.pi).sin_()
     sin = w.abs_().mul_(-math.pi).add_(math.pi / 2).sin_()
     re = cos.sum(dim=1, dtype=torch.float64) - (phi32_BL.shape[1] - lengths_B)  # less the padding's cos 0 = 1
@@ -262,7 +263,7 @@ def _kuramoto(phi32_BL: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tensor:
 def _cloud_sums(phi32_BL: torch.Tensor, logprob_BL: torch.Tensor) -> torch.Tensor:
     """`[B]` Σ_k s_k·Φ_k (padding has Φ = 0). exp and the product run in float32, summed in
     float64: each term's error is ~1e-7 relative (|s·Φ| <= 1), at half float64's cost."""
-    return torch.exp(logprob_BL.to(torch.float32)).mul_(phi32_BL).sum(dim=1, dtype=torch.float64)
+    return logprob_BL.to(torch.float32).exp_().mul_(phi32_BL).sum(dim=1, dtype=torch.float64)
 
 
 def _discontinuity(phi_BL: torch.Tensor, prefix_BL: torch.Tensor, lengths_B: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -95,7 +95,7 @@ def _block_stds(phi_BL: torch.Tensor, n_scales: int, inv_size: tuple[float, ...]
     bounds = [prefix_2BM[:, : ((L >> j) << (j - 2)) + 1 : 1 << (j - 2)] for j in range(2, n_scales)]
     means_2BN = torch.diff(torch.cat(bounds, dim=1), dim=1)  # block sums; junk at the separators
     means_2BN.mul_(_tensor(inv_size, phi_BL.device))  # / block size: means; junk -> 0
-    var_BN = torch.addcmul(means_2BN[B:], means_2BN[:B], means_2BN[:B], value=-1.0).clamp_(min=0.0)
+    var_BN = means_2BN[B:].addcmul_(means_2BN[:B], means_2BN[:B], value=-1.0).clamp_(min=0.0)  # E[x²] - E[x]²
     torch.add(var_BN, 1e-300, out=out_BN).rsqrt_().mul_(var_BN)  # sqrt: 0 stays 0; ~40% cheaper here
 
 

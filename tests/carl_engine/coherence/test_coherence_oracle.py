@@ -98,3 +98,18 @@ def test_scale_coherence_agrees_with_the_reference_for_long_samples():
         expected = ref.scale_coherence(phi[b, :n])
         np.testing.assert_allclose(table[b, : len(expected)], expected, atol=1e-9)
         assert np.isnan(table[b, len(expected):]).all()
+
+
+def test_scale_coherence_of_constant_runs_stays_within_the_prefix_sum_bound():
+    # Block variances come from float64 prefix sums (E[x²] - E[x]²): a block of equal values
+    # (true std 0) keeps a rounding residue of at most ~sqrt(1e-16 * T / b) in its std.
+    rng = np.random.default_rng(11)
+    T = 2**14
+    runs = rng.uniform(0, 1, size=(2, T // 8)).repeat(8, axis=1)  # Φ constant over runs of 8
+    runs[1, : T // 2] = 1.0  # and a long stretch of fully confident tokens (Φ = 1)
+    f = CoherenceField.from_stats((1 - runs) * math.log(100), np.zeros((2, T)), 100)
+    table = f.scale_coherence()
+    for b in range(2):
+        expected = ref.scale_coherence(runs[b])
+        assert expected[:4].tolist() == [1.0, 1.0, 1.0, 1.0]  # blocks of <= 8 lie inside a run
+        np.testing.assert_allclose(table[b], expected, rtol=0, atol=2e-6)

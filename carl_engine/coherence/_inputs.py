@@ -155,7 +155,7 @@ def _stats_in_range(entropy: torch.Tensor, selected_logprob: torch.Tensor, top: 
     """The fast path of `check_stats`: every value, masked ones included, in range (NaN fails).
     False sends `check_stats` to the exact check of the unmasked positions only."""
     low, high = torch.aminmax(entropy)
-    return bool(low >= -tol) and bool(high <= top) and bool(selected_logprob.max() <= tol)
+    return -tol <= float(low) and float(high) <= top and float(selected_logprob.max()) <= tol
 
 
 def non_finite_logit_error(row_BV: torch.Tensor, sample: int, position: int) -> InvalidSpecError:

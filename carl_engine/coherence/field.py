@@ -198,20 +198,20 @@ class CoherenceField:
         weights = CARLWeights() if weights is None else weights
         if not isinstance(weights, CARLWeights):
             raise InvalidSpecError("weights", "must be a CARLWeights", got=type(weights).__name__)
-        L = self._lengths.to(torch.float64)
+        L = self._lengths.to(torch.float64)  # 0 for an empty sample: its means are 0/0 = NaN
         scales = scale_coherence(self._phi_c, self._lengths)
         phi32 = self._phi_c.to(torch.float32)  # for the transcendental terms (see _cloud_sums, _kuramoto)
         out = {
             "multiscale": weighted_scales(scales),
             "cloud": _cloud_sums(phi32, self._logprob_c) / L,
             "surprisal_mean": -self._logprob_c.sum(dim=1) / L,
-            "kuramoto_r": _kuramoto(phi32, self._lengths),  # last user of phi32: overwrites it
+            "kuramoto_r": _kuramoto(phi32, self._lengths, L),  # last user of phi32: overwrites it
         }
-        out.update(_discontinuity(self._phi_c, self._prefix_c, self._lengths))
-        composite = weights.multiscale * out["multiscale"] + weights.cloud * out["cloud"]
-        composite = composite + weights.discontinuity * out["discontinuity"]
+        out.update(_discontinuity(self._phi_c, self._prefix_c, L))
+        composite = torch.mul(out["multiscale"], weights.multiscale).add_(out["cloud"], alpha=weights.cloud)
+        composite.add_(out["discontinuity"], alpha=weights.discontinuity)
         if weights.diversity > 0:
-            composite = composite + weights.diversity * self._diversity(diversity)
+            composite.add_(self._diversity(diversity), alpha=weights.diversity)
         out["composite"] = composite
         return {key: self._out(out[key]) for key in SCORE_KEYS}
 
@@ -244,7 +244,7 @@ def _compact(phi_BT: torch.Tensor, logprob_BT: torch.Tensor, mask_BT: torch.Tens
     return phi_BT.gather(1, order[:, :longest]), logprob_BT.gather(1, order[:, :longest]), prefix
 
 
-def _kuramoto(phi32_BL: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tensor:
+def _kuramoto(phi32_BL: torch.Tensor, lengths_B: torch.Tensor, lengths_f64_B: torch.Tensor) -> torch.Tensor:
     """|mean_k exp(iπΦ_k)|, 0 when T < 2. Padding holds Φ = 0: its cos is 1 and its sin 0.
 
     Float32 sines (together ~60% of one float64 cosine's cost here), summed in float64; each
@@ -256,7 +256,7 @@ def _kuramoto(phi32_BL: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tensor:
     sin = w.abs_().mul_(-math.pi).add_(math.pi / 2).sin_()
     re = cos.sum(dim=1, dtype=torch.float64) - (phi32_BL.shape[1] - lengths_B)  # less the padding's cos 0 = 1
     im = sin.sum(dim=1, dtype=torch.float64)
-    r = (torch.hypot(re, im) / lengths_B.clamp(min=1)).clamp_(max=1.0)  # rounding could pass 1
+    r = torch.hypot(re, im).div_(lengths_f64_B).clamp_(max=1.0)  # rounding could pass 1; 0/0 -> where
     return torch.where(lengths_B >= 2, r, 0.0)
 
 
@@ -266,7 +266,7 @@ def _cloud_sums(phi32_BL: torch.Tensor, logprob_BL: torch.Tensor) -> torch.Tenso
     return logprob_BL.to(torch.float32).exp_().mul_(phi32_BL).sum(dim=1, dtype=torch.float64)
 
 
-def _discontinuity(phi_BL: torch.Tensor, prefix_BL: torch.Tensor, lengths_B: torch.Tensor) -> dict[str, torch.Tensor]:
+def _discontinuity(phi_BL: torch.Tensor, prefix_BL: torch.Tensor, lengths_f64_B: torch.Tensor) -> dict[str, torch.Tensor]:
     """R_disc, crystallization and melting counts, and defect density.
 
     An event's score depends on its direction and on the Φ before it; counting the four
@@ -288,8 +288,8 @@ def _discontinuity(phi_BL: torch.Tensor, prefix_BL: torch.Tensor, lengths_B: tor
     total = scores @ counts_4B.to(torch.float64)  # Σ event scores
     disc = torch.where(events > 0, total / events.clamp(min=1), 0.5)
     return {
-        "discontinuity": torch.where(lengths_B > 0, disc, math.nan),
+        "discontinuity": torch.where(lengths_f64_B > 0, disc, math.nan),
         "n_crystallizations": n_up,
         "n_meltings": n_down,
-        "defect_density": events / lengths_B.to(torch.float64),  # NaN (0/0) for an empty sample
+        "defect_density": events / lengths_f64_B,  # NaN (0/0) for an empty sample
     }

@@ -64,7 +64,7 @@ def scale_coherence(phi_BL: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tens
         if J >= 3:
             _block_stds(phi_BL, J, inv_size, out_BN=table_BW[:, starts[1] :])
         running_BW = table_BW.cumsum_(dim=1)
-        first = _tensor(tuple(start - 1 for start in starts), phi_BL.device).long()  # [J-1] 0 column before each run
+        first = _tensor(tuple(start - 1 for start in starts), phi_BL.device, torch.int64)  # [J-1] 0 column before each run
         std_sums_BJ[:, 1:] = running_BW.gather(1, first + whole_BJ[:, 1:]) - running_BW[:, first]
     return torch.clamp(1.0 - std_sums_BJ / whole_BJ, 0.0, 1.0)  # 0/0 = NaN: no such scale
 
@@ -100,8 +100,9 @@ def _block_stds(phi_BL: torch.Tensor, n_scales: int, inv_size: tuple[float, ...]
 
 
 @functools.lru_cache(maxsize=64)
-def _tensor(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.float64, device=device)
+def _tensor(values: tuple[float, ...], device: torch.device, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """A small constant tensor, made once per (values, device, dtype); never written to."""
+    return torch.tensor(values, dtype=dtype, device=device)
 
 
 def weighted_scales(scales_BJ: torch.Tensor) -> torch.Tensor:

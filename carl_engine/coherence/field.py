@@ -1,7 +1,8 @@
 """The coherence field of a batch of completions and its CARL scores (../shared/CARL_MATH.md).
 
-Everything is vectorised over batch and tokens; the only Python loops run over the
-(at most 16) scales and over chunks of logits rows.
+Everything is vectorised over batch and tokens: a fixed number of torch ops per call
+whatever B and T (no loop over samples, tokens or scales); the only Python loop runs over
+chunks of logits rows. All scales of the multiscale term at once: see `multiscale.py`.
 
 Where this implementation departs from, or pins down, the paper's reference package:
 - It scores the exact tokens that were sampled, in context, under the distribution they
@@ -266,7 +267,8 @@ def _cloud_sums(phi32_BL: torch.Tensor, logprob_BL: torch.Tensor) -> torch.Tenso
     return logprob_BL.to(torch.float32).exp_().mul_(phi32_BL).sum(dim=1, dtype=torch.float64)
 
 
-def _discontinuity(phi_BL: torch.Tensor, prefix_BL: torch.Tensor, lengths_f64_B: torch.Tensor) -> dict[str, torch.Tensor]:
+def _discontinuity(phi_BL: torch.Tensor, prefix_BL: torch.Tensor,
+                   lengths_f64_B: torch.Tensor) -> dict[str, torch.Tensor]:  # fmt: skip
     """R_disc, crystallization and melting counts, and defect density.
 
     An event's score depends on its direction and on the Φ before it; counting the four

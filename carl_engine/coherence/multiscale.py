@@ -64,7 +64,7 @@ def scale_coherence(phi_BL: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tens
         if J >= 3:
             _block_stds(phi_BL, J, inv_size, out_BN=table_BW[:, starts[1] :])
         running_BW = table_BW.cumsum_(dim=1)
-        first = _tensor(tuple(start - 1 for start in starts), phi_BL.device, torch.int64)  # [J-1] 0 column before each run
+        first = _tensor(tuple(start - 1 for start in starts), phi_BL.device, torch.int64)  # [J-1] 0 column of each run
         std_sums_BJ[:, 1:] = running_BW.gather(1, first + whole_BJ[:, 1:]) - running_BW[:, first]
     return torch.clamp(1.0 - std_sums_BJ / whole_BJ, 0.0, 1.0)  # 0/0 = NaN: no such scale
 

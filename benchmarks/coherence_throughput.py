@@ -9,7 +9,9 @@ Two cases, side by side in one run:
   against `reference.batch_scores` (one sample at a time, Python/numpy).
 
 Times are medians (and bests) after one warm-up call, ours and the reference timed
-alternately so that both see the same load. Peak extra memory is measured two ways:
+alternately so that both see the same load; each of our calls therefore starts with caches
+the reference has just filled, as a reward call does after a forward pass. For comparison,
+ours is also timed back to back (warm caches); the goals are judged on the interleaved times. Peak extra memory is measured two ways:
 - peak RSS growth of one call in a fresh child process (the kernel's high-water mark VmHWM
   after the call minus before it, once the inputs exist and a tiny warm-up call has loaded
   what the libraries load once), for both implementations;
@@ -102,6 +104,19 @@ def interleaved_ms(ours: Callable[[], object], base: Callable[[], object], repea
     return tuple({"ms": statistics.median(t), "best": min(t)} for t in times)  # type: ignore[return-value]
 
 
+def back_to_back_ms(call: Callable[[], object], repeats: int) -> float:
+    """Median ms of `call` repeated on its own: its caches stay warm between calls (the
+    interleaved figure is the one the goal is judged on; this one says how much of it is
+    the cost of starting cold after the reference has run)."""
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
 def peak_rss_growth_mib(name: str, threads: int) -> float:
     """Peak RSS growth of one call, measured in a fresh process (see `_child`)."""
     out = subprocess.run(
@@ -169,6 +184,7 @@ def main() -> None:
         timed = interleaved_ms(ours, base, max(1, round(repeats * args.repeats_scale)))
         rows[f"{case}/torch"], rows[f"{case}/numpy"] = timed
         rows[f"{case}/numpy"]["tracemalloc"] = tracemalloc_peak_mib(base)
+        rows[f"{case}/torch"]["warm"] = back_to_back_ms(ours, max(1, round(repeats * args.repeats_scale)))
         del ours, base
         gc.collect()
         for name in (f"{case}/torch", f"{case}/numpy"):
@@ -191,7 +207,9 @@ def main() -> None:
         if case == "logits":
             within = ours["rss"] <= DEFAULT_CHUNK_BYTES / MIB + 1  # + 1 MiB for the [B, T] outputs
             verdict += f"; extra memory <= one chunk (+ outputs): {'yes' if within else 'NO'}"
-        print(f"{'':<36}{verdict}\n")
+        print(f"{'':<36}{verdict}")
+        print(f"{'':<36}ours back to back (warm caches): median {ours['warm']:.1f} ms, "
+              f"{base['ms'] / ours['warm']:.1f}x the reference's median (not the goal's measure)\n")  # fmt: skip
 
 
 if __name__ == "__main__":

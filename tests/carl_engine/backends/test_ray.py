@@ -17,14 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
+import ray.job_submission  # noqa: F401  (the dev extra installs ray[default]: CI must never skip these)
 
-pytest.importorskip("ray.job_submission")
-
-from carl_engine.backends import get_backend  # noqa: E402
-from carl_engine.backends.ray_jobs import RayBackend, resolve_address, shared_filesystem  # noqa: E402
-from carl_engine.errors import BackendError, InvalidSpecError  # noqa: E402
-from carl_engine.jobs.states import JobState  # noqa: E402
-from carl_engine.runs import RunDir  # noqa: E402
+from carl_engine.backends import get_backend
+from carl_engine.backends.ray_jobs import RayBackend, resolve_address, shared_filesystem
+from carl_engine.errors import BackendError, InvalidSpecError
+from carl_engine.jobs.states import JobState
+from carl_engine.runs import RunDir
 
 pytestmark = pytest.mark.slow
 

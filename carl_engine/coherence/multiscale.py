@@ -59,7 +59,8 @@ def scale_coherence(phi_BL: torch.Tensor, lengths_B: torch.Tensor) -> torch.Tens
     whole_BJ = lengths_B.unsqueeze(1) >> torch.arange(J, device=phi_BL.device)  # whole blocks
     if J >= 2:
         starts, inv_size = _layout(L, J)
-        table_BW = torch.zeros(B, starts[-1] + (L >> (J - 1)), dtype=torch.float64, device=phi_BL.device)
+        table_BW = torch.empty(B, starts[-1] + (L >> (J - 1)), dtype=torch.float64, device=phi_BL.device)
+        table_BW[:, [start - 1 for start in starts]] = 0.0  # the 0 column before each run; the rest is written
         _pair_stds(phi_BL, out_BN=table_BW[:, 1 : 1 + (L >> 1)])
         if J >= 3:
             _block_stds(phi_BL, J, inv_size, out_BN=table_BW[:, starts[1] :])
@@ -81,7 +82,8 @@ def _block_stds(phi_BL: torch.Tensor, n_scales: int, inv_size: tuple[float, ...]
     after scale with one 0 column between scales (the layout of `_layout`)."""
     B, L = phi_BL.shape
     m = L >> 2  # whole 4-token groups
-    prefix_2BM = torch.zeros(2 * B, m + 1, dtype=torch.float64, device=phi_BL.device)  # [Σx; Σx²], x = Φ - 1/2
+    prefix_2BM = torch.empty(2 * B, m + 1, dtype=torch.float64, device=phi_BL.device)  # [Σx; Σx²], x = Φ - 1/2
+    prefix_2BM[:, 0] = 0.0
     sums_BM, squares_BM = prefix_2BM[:B, 1:], prefix_2BM[B:, 1:]
     quarters = [phi_BL[:, i : 4 * m : 4] for i in range(4)]  # the i-th token of each 4-group
     torch.add(quarters[0], quarters[1], out=sums_BM).add_(quarters[2]).add_(quarters[3])

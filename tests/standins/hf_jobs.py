@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pytest
+
+from standins.local_http import LoopbackServer
 
 USER = "carl-user"
 
@@ -31,21 +32,18 @@ class HubStandin:
         self.requests: list[dict[str, Any]] = []  # {"method", "path", "body"}
         self.jobs: dict[str, dict[str, Any]] = {}  # id -> {"spec", "stage", "message", "logs", "namespace"}
         self.repos: dict[str, dict[str, bytes]] = {}  # repo id -> {path: content}
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._http = LoopbackServer(_handler(self))
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._http.url
 
     def start(self) -> HubStandin:
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        self._http.stop()
 
     # test controls ---------------------------------------------------------------------
     def set_stage(self, job_id: str, stage: str, message: str | None = None) -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
+
+from standins.local_http import LoopbackServer
 
 GPU_IDS = ("NVIDIA A40", "NVIDIA H100 80GB HBM3", "NVIDIA GeForce RTX 4090")
 
@@ -26,21 +27,18 @@ class RunPodStandin:
         self.queries: list[str] = []
         self.pods: dict[str, dict[str, Any]] = {}
         self.created: list[dict[str, Any]] = []  # parsed create_pod inputs
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._http = LoopbackServer(_handler(self))
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._http.url
 
     def start(self) -> RunPodStandin:
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        self._http.stop()
 
     def boot(self, pod_id: str, ssh_port: int) -> None:
         """The pod is up: its port 22 is published on 127.0.0.1:`ssh_port`."""

@@ -22,6 +22,7 @@ def status(
     since: Annotated[str | None, typer.Option(help="List only jobs created since (ISO 8601).")] = None,
     limit: Annotated[int, typer.Option(help="List at most this many jobs.")] = 20,
     watch: Annotated[bool, typer.Option("--watch", help="Follow one job with a progress bar until it ends.")] = False,
+    all_metrics: Annotated[bool, typer.Option("--all-metrics", help="Show every latest metric, not the main ones.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")] = False,
 ) -> None:
     """A job's state, step, latest metrics and checkpoint, or the list of jobs."""
@@ -37,7 +38,7 @@ def status(
     if json_output:
         print_json(answer)
     elif answer.job is not None:
-        out.print(job_detail(answer.job))
+        out.print(job_detail(answer.job, all_metrics=all_metrics))
     elif answer.jobs:
         out.print(job_table(answer.jobs))
     else:

@@ -94,3 +94,10 @@ def test_carl_train_without_arguments_is_a_carl_tiny_grpo_run_with_task_and_carl
     answer = json.loads(carl("train", "--dry-run", "--json").stdout)
     assert answer["kind"] == "train" and answer["backend"] == "local"
     assert answer["plan"][0].startswith("grpo on carl-tiny with arithmetic, rewards task (1) + carl (1)")
+
+
+def test_a_jobs_detail_shows_the_main_metrics_and_counts_the_rest():
+    from carl_studio.cli.render import detail_metric
+
+    assert all(detail_metric(name) for name in ("reward", "carl/phi_mean", "gate/state", "rewards/arithmetic/mean"))
+    assert not any(detail_metric(name) for name in ("rewards/arithmetic/std", "grpo/loss", "train_runtime", "epoch"))

@@ -27,7 +27,8 @@ def status(
 ) -> None:
     """A job's state, step, latest metrics and checkpoint, or the list of jobs."""
     answer = run_tool("carl_status", {"job_id": job_id, "state": state, "kind": kind, "since": since,
-                                      "limit": limit if job_id is None else None})
+                                      "limit": limit if job_id is None else None,
+                                      "metrics": "all" if all_metrics else "main"})
     if job_id is not None and watch:
         from carl_studio.tools.base import ToolContext
 
@@ -38,7 +39,7 @@ def status(
     if json_output:
         print_json(answer)
     elif answer.job is not None:
-        out.print(job_detail(answer.job, all_metrics=all_metrics))
+        out.print(job_detail(answer.job))
     elif answer.jobs:
         out.print(job_table(answer.jobs))
     else:

@@ -28,18 +28,6 @@ STATE_STYLE = {
 #: the metrics shown next to the progress bar and in job lists, in this order
 HEADLINE_METRICS = ("reward", "carl/phi_mean", "gate/carl_weight", "loss")
 SHORT = {"reward": "reward", "carl/phi_mean": "Φ", "gate/carl_weight": "gate", "loss": "loss"}
-#: the metrics a job's detail shows unless all are asked for (the JSON always has them all)
-DETAIL_METRICS = frozenset({
-    "reward", "loss", "entropy", "mean_token_accuracy", "completions/mean_length", "grad_norm",
-    "eval/accuracy", "eval/phi_mean", "eval/diversity", "eval/carl_composite",
-})  # fmt: skip
-
-
-def detail_metric(name: str) -> bool:
-    """Whether `name` is one of the metrics worth a line in a job's detail."""
-    if name in DETAIL_METRICS or name.startswith(("carl/", "gate/")):
-        return True
-    return name.startswith("rewards/") and name.endswith("/mean")
 
 
 def print_json(model: BaseModel) -> None:
@@ -69,7 +57,7 @@ def job_table(jobs: Iterable[JobStatus]) -> Table:
     return table
 
 
-def job_detail(job: JobStatus, *, all_metrics: bool = False) -> Table:
+def job_detail(job: JobStatus) -> Table:
     table = Table(box=None, show_header=False)
     table.add_column(style="bold")
     table.add_column()
@@ -85,11 +73,10 @@ def job_detail(job: JobStatus, *, all_metrics: bool = False) -> Table:
     for name, value in rows:
         if value:
             table.add_row(name, value)
-    shown = {name: value for name, value in job.metrics.items() if all_metrics or detail_metric(name)}
-    for name, value in sorted(shown.items()):
+    for name, value in sorted(job.metrics.items()):
         table.add_row(f"  {name}", "nan" if value is None else f"{value:.4g}")
-    if len(shown) < len(job.metrics):
-        table.add_row("", f"[dim]+{len(job.metrics) - len(shown)} more metrics: --all-metrics or --json[/]")
+    if job.metrics_omitted:
+        table.add_row("", f"[dim]+{job.metrics_omitted} more metrics: --all-metrics[/]")
     return table
 
 

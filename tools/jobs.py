@@ -27,6 +27,11 @@ class StatusRequest(Request):
         None, description="When listing: only jobs created at or after this time (ISO 8601, e.g. 2026-11-25T17:00:00Z)."
     )
     limit: int = Field(50, ge=1, le=MAX_LIST, description=f"When listing: at most this many jobs, newest first (1-{MAX_LIST}).")
+    metrics: Literal["main", "all"] = Field(
+        "main",
+        description="main: reward, loss, entropy, carl/*, gate/*, task rewards' means and eval results; "
+        "all: every latest metric (TRL's clip ratios, runtimes, per-stage copies…).",
+    )
 
 
 class StatusResponse(Response):
@@ -42,10 +47,11 @@ def carl_status(request: StatusRequest, ctx: ToolContext) -> StatusResponse:
     Raises:
         JobNotFoundError: `job_id` names no job.
     """
+    everything = request.metrics == "all"
     if request.job_id is not None:
-        return StatusResponse(job=job_status(ctx.jobs.get(request.job_id)))
+        return StatusResponse(job=job_status(ctx.jobs.get(request.job_id), all_metrics=everything))
     found = ctx.jobs.list(state=request.state, kind=request.kind, since=request.since, limit=request.limit)
-    return StatusResponse(jobs=[job_status(job) for job in found])
+    return StatusResponse(jobs=[job_status(job, all_metrics=everything) for job in found])
 
 
 # carl_logs ----------------------------------------------------------------------------------

@@ -42,6 +42,9 @@ class JobStatus(Response):
         description="Latest logged metrics: e.g. reward, carl/multiscale, carl/cloud, carl/discontinuity, "
         "carl/phi_mean, carl/kuramoto_r, gate/carl_weight, gate/state, loss. null = not a number.",
     )
+    metrics_omitted: int = Field(
+        0, ge=0, description="How many more latest metrics carl_status(metrics='all') would show."
+    )
     checkpoint: str | None = Field(None, description="Latest complete checkpoint folder, usable to resume or evaluate.")
     error: str | None = Field(None, description="Why the job failed or was lost (no traceback).")
     backend: str = Field(description="Where it runs: local, ray, hf_jobs, runpod or ssh.")
@@ -61,8 +64,22 @@ class JobStatus(Response):
     )
 
 
-def job_status(job: Any, *, now: float | None = None) -> JobStatus:
-    """The `JobStatus` of an engine `Job` (carl_engine.jobs)."""
+#: the metrics carl_status shows unless all are asked for (a pipeline logs ~100 of them)
+MAIN_METRICS = frozenset({
+    "reward", "loss", "entropy", "mean_token_accuracy", "completions/mean_length", "grad_norm",
+    "eval/accuracy", "eval/phi_mean", "eval/diversity", "eval/carl_composite",
+})  # fmt: skip
+
+
+def is_main_metric(name: str) -> bool:
+    """Whether `name` is one of the metrics worth an agent's attention at every poll."""
+    if name in MAIN_METRICS or name.startswith(("carl/", "gate/")):
+        return True
+    return name.startswith("rewards/") and name.endswith("/mean")
+
+
+def job_status(job: Any, *, now: float | None = None, all_metrics: bool = True) -> JobStatus:
+    """The `JobStatus` of an engine `Job` (carl_engine.jobs); `all_metrics=False` keeps the main ones."""
     state = getattr(job.state, "value", job.state)
     step = int(job.step or 0)
     max_steps = int(job.max_steps) if job.max_steps else None
@@ -74,7 +91,10 @@ def job_status(job: Any, *, now: float | None = None) -> JobStatus:
         step=step,
         max_steps=max_steps,
         progress=min(1.0, step / max_steps) if max_steps else None,
-        metrics={name: _finite(value) for name, value in (job.metrics or {}).items()},
+        metrics=(metrics := {
+            name: _finite(value) for name, value in (job.metrics or {}).items() if all_metrics or is_main_metric(name)
+        }),
+        metrics_omitted=len(job.metrics or {}) - len(metrics),
         checkpoint=str(job.checkpoint) if job.checkpoint else None,
         error=job.error,
         backend=job.backend,

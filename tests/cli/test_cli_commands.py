@@ -96,8 +96,8 @@ def test_carl_train_without_arguments_is_a_carl_tiny_grpo_run_with_task_and_carl
     assert answer["plan"][0].startswith("grpo on carl-tiny with arithmetic, rewards task (1) + carl (1)")
 
 
-def test_a_jobs_detail_shows_the_main_metrics_and_counts_the_rest():
-    from carl_studio.cli.render import detail_metric
+def test_status_keeps_the_main_metrics_unless_all_are_asked_for():
+    from carl_studio.tools.models import is_main_metric
 
-    assert all(detail_metric(name) for name in ("reward", "carl/phi_mean", "gate/state", "rewards/arithmetic/mean"))
-    assert not any(detail_metric(name) for name in ("rewards/arithmetic/std", "grpo/loss", "train_runtime", "epoch"))
+    assert all(is_main_metric(name) for name in ("reward", "carl/phi_mean", "gate/state", "rewards/arithmetic/mean"))
+    assert not any(is_main_metric(name) for name in ("rewards/arithmetic/std", "grpo/loss", "train_runtime", "epoch"))

@@ -78,3 +78,15 @@ def test_poll_after_is_a_tenth_of_the_remaining_run_within_bounds():
     assert poll_after("running", 1, 100_000, 0.0, now=100.0) == 600
     assert poll_after("queued", 0, 10, None) == 10
     assert poll_after("failed", 3, 10, 0.0) is None
+
+
+def test_status_shows_the_main_metrics_by_default_and_every_one_when_asked():
+    ctx = scripted_context()
+    job_id = _start(ctx).job_id
+    wait_for(lambda: STATUS.call({"job_id": job_id}, ctx).job.state in FINAL)
+    ctx.jobs.store.update(job_id, metrics={"carl/phi_mean": 0.5, "train_runtime": 1.0, "rewards/arithmetic/std": 0.1})
+    main = STATUS.call({"job_id": job_id}, ctx).job
+    assert main.metrics == {"carl/phi_mean": 0.5} and main.metrics_omitted == 2
+    everything = STATUS.call({"job_id": job_id, "metrics": "all"}, ctx).job
+    assert set(everything.metrics) == {"carl/phi_mean", "train_runtime", "rewards/arithmetic/std"}
+    assert everything.metrics_omitted == 0

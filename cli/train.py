@@ -104,8 +104,10 @@ def train(
     ctx = ToolContext()
     answer = run_tool("carl_train", arguments, ctx)
     foreground = compute is None and resume is None
-    if answer.dry_run or not (foreground or wait):
+    if answer.dry_run or not (foreground or wait) or answer.state == "failed":
         _print_submitted(answer, json_output)
+        if answer.state == "failed":
+            raise typer.Exit(1)
         return
     if not json_output:
         err.print(f"job [bold]{answer.job_id}[/] ({answer.kind}) — run dir {answer.run_dir}")
@@ -153,7 +155,9 @@ def _print_submitted(answer: Any, json_output: bool) -> None:
     memory = f", needs ~{estimate.vram_needed_gb:.1f} GB" if estimate.vram_needed_gb is not None else ""
     fit = {True: ", fits", False: ", [red]does not fit[/]", None: ""}[estimate.fits]
     out.print(f"  estimate: {estimate.max_steps} steps{memory}{fit} ({estimate.note})")
-    if not answer.dry_run:
+    if answer.error:
+        out.print(f"[red]{answer.error}[/]")
+    elif not answer.dry_run:
         out.print(f"follow it: carl status {answer.job_id} · carl logs {answer.job_id} --follow")
 
 

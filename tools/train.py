@@ -93,6 +93,7 @@ class TrainResponse(Response):
     job_id: str | None = Field(None, description="The new job's id (null for a dry run). Pass it to carl_status.")
     kind: Literal["train", "pipeline"] = Field(description="train: one TRL run. pipeline: SFT -> gate -> GRPO -> eval.")
     state: str | None = Field(None, description="The job's state right after submission (usually queued or starting).")
+    error: str | None = Field(None, description="Why the submission failed (state failed): e.g. the backend is unreachable.")
     backend: str = Field(description="Where it runs: local, ray, hf_jobs, runpod or ssh.")
     target: str | None = Field(None, description="The backend's target (flavor, GPU type, host, Ray address).")
     run_dir: str | None = Field(None, description="The job's run directory (spec.json, events.jsonl, train.log, checkpoints/).")
@@ -259,7 +260,10 @@ def _submitted(job: Any, *, kind: str, plan: list[str], estimate: Estimate, smok
         estimate=estimate,
         smoke=smoke,
         poll_after_s=status.poll_after_s,
-        next=f"call carl_status with job_id={status.job_id} in about {status.poll_after_s or 10} s; "
+        error=status.error if status.state == "failed" else None,
+        next=f"the submission failed: fix what the error names (or pick another compute) and call carl_train again"
+        if status.state == "failed"
+        else f"call carl_status with job_id={status.job_id} in about {status.poll_after_s or 10} s; "
         f"carl_logs shows its output, carl_stop ends it",
     )
 

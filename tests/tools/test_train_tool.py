@@ -118,3 +118,9 @@ def test_a_pipeline_smoke_run_is_the_same_pipeline_cut_to_one_step_a_stage():
     assert cut["sft_steps"] == 1 and cut["grpo_steps"] == 0 and cut["eval_n"] == 4 and cut["push_to"] is None
     answer = TRAIN.call({"pipeline": True, "smoke": True}, scripted_context())
     assert answer.kind == "pipeline" and answer.smoke.state == "succeeded"
+
+
+def test_a_failed_submission_answers_state_failed_with_the_backends_error():
+    answer = TRAIN.call({"max_steps": 2, "compute": "ray:127.0.0.1:1"}, scripted_context())
+    assert answer.state == "failed" and "127.0.0.1:1" in answer.error
+    assert answer.next.startswith("the submission failed")

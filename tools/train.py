@@ -261,7 +261,7 @@ def _submitted(job: Any, *, kind: str, plan: list[str], estimate: Estimate, smok
         smoke=smoke,
         poll_after_s=status.poll_after_s,
         error=status.error if status.state == "failed" else None,
-        next=f"the submission failed: fix what the error names (or pick another compute) and call carl_train again"
+        next="the submission failed: fix what the error names (or pick another compute) and call carl_train again"
         if status.state == "failed"
         else f"call carl_status with job_id={status.job_id} in about {status.poll_after_s or 10} s; "
         f"carl_logs shows its output, carl_stop ends it",

@@ -30,7 +30,6 @@ from pydantic import BaseModel, ValidationError
 
 from carl_engine.backends import BACKENDS, NOT_SUPPORTED, Backend, LogPage, get_backend
 from carl_engine.errors import (
-    BackendError,
     CarlError,
     IllegalTransitionError,
     InvalidSpecError,

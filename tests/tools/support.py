@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 from carl_engine.backends.local import LocalBackend
 from carl_engine.jobs.manager import JobManager
 from carl_studio.tools.base import ToolContext
+from tests.polling import wait_for  # noqa: F401  (re-exported for the tool tests)
 
 SCRIPT = Path(__file__).with_name("scripted_run.py")
 FINAL = {"succeeded", "failed", "cancelled", "lost"}
@@ -24,12 +24,3 @@ def scripted_context(**kwargs) -> ToolContext:
     return ToolContext(scripted_jobs(**kwargs))
 
 
-def wait_for(predicate, *, timeout_s: float = 30.0, every_s: float = 0.05):
-    """Poll `predicate()` until it returns something truthy; fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"condition not met within {timeout_s} s")

@@ -22,18 +22,11 @@ from carl_engine.backends.local import LocalBackend, is_alive, process_start_tim
 from carl_engine.errors import InvalidSpecError
 from carl_engine.jobs.states import JobState
 from carl_engine.runs import RunDir
+from tests.polling import wait_for
 
 FAKE_RUNNER = Path(__file__).parents[1] / "jobs" / "fake_runner.py"
 
 
-def wait_until(predicate, timeout: float = 20.0, every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def start(backend: LocalBackend, name: str, spec: dict | None = None) -> tuple[dict, RunDir]:
@@ -58,7 +51,7 @@ def test_a_job_runs_detached_with_its_output_in_train_log_and_ends_succeeded(bac
     monkeypatch.setenv("CARL_FAKE_RUN", json.dumps({"hang_at": 3}))
     handle, run_dir = start(backend, "detached")
     pid = handle["pid"]
-    wait_until(lambda: backend.poll(handle).state == JobState.RUNNING)
+    wait_for(lambda: backend.poll(handle).state == JobState.RUNNING)
     assert os.getsid(pid) == pid and os.getpgid(pid) == pid  # its own session and process group
     assert os.readlink(f"/proc/{pid}/fd/0") == "/dev/null"
     assert os.readlink(f"/proc/{pid}/fd/1") == str(run_dir.log_path)
@@ -66,16 +59,16 @@ def test_a_job_runs_detached_with_its_output_in_train_log_and_ends_succeeded(bac
     env = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
     assert env["CARL_HOME"] == os.environ["CARL_HOME"] and env["CARL_JOB_ID"] == "detached"
     backend.cancel(handle)
-    polled = wait_until(lambda: (p := backend.poll(handle)).state in (JobState.CANCELLED,) and p)
+    polled = wait_for(lambda: (p := backend.poll(handle)).state in (JobState.CANCELLED,) and p)
     assert polled.detail == "result.json says cancelled"
 
 
 def test_poll_reports_starting_then_the_result_verdict_and_the_exit_code(backend):
     handle, run_dir = start(backend, "verdict")
     assert backend.poll(handle).state in (JobState.STARTING, JobState.RUNNING, JobState.SUCCEEDED)
-    polled = wait_until(lambda: (p := backend.poll(handle)).state == JobState.SUCCEEDED and p)
+    wait_for(lambda: backend.poll(handle).state == JobState.SUCCEEDED)
     assert run_dir.read_result().step == 4
-    wait_until(lambda: backend.poll(handle).exit_code == 0)
+    wait_for(lambda: backend.poll(handle).exit_code == 0)
 
 
 def test_a_job_survives_the_process_that_started_it(tmp_path):
@@ -93,7 +86,7 @@ def test_a_job_survives_the_process_that_started_it(tmp_path):
     handle = json.loads(out.stdout)
     assert is_alive(handle)  # the parent is gone, the job is not
     fresh = LocalBackend()  # a new backend object knows nothing of it but the handle
-    polled = wait_until(lambda: (p := fresh.poll(handle)).state.is_terminal() and p, timeout=30)
+    polled = wait_for(lambda: (p := fresh.poll(handle)).state.is_terminal() and p, timeout_s=30)
     assert polled.state == JobState.SUCCEEDED
     assert polled.exit_code is None  # not our child: the verdict comes from result.json
 
@@ -116,25 +109,25 @@ def test_a_recycled_pid_is_not_mistaken_for_the_job(backend):
 def test_a_crash_without_result_is_failed_with_its_exit_code_and_kill_9_is_lost(backend, monkeypatch):
     monkeypatch.setenv("CARL_FAKE_RUN", json.dumps({"crash": 2}))
     handle, _ = start(backend, "crash")
-    polled = wait_until(lambda: (p := backend.poll(handle)).state.is_terminal() and p)
+    polled = wait_for(lambda: (p := backend.poll(handle)).state.is_terminal() and p)
     assert (polled.state, polled.exit_code) == (JobState.FAILED, 3)
     monkeypatch.setenv("CARL_FAKE_RUN", json.dumps({"hang_at": 2}))
     handle, _ = start(backend, "killed")
-    wait_until(lambda: backend.poll(handle).state == JobState.RUNNING)
+    wait_for(lambda: backend.poll(handle).state == JobState.RUNNING)
     os.kill(handle["pid"], signal.SIGKILL)
-    polled = wait_until(lambda: (p := backend.poll(handle)).state.is_terminal() and p)
+    polled = wait_for(lambda: (p := backend.poll(handle)).state.is_terminal() and p)
     assert polled.state == JobState.LOST and "killed by signal 9" in polled.detail
 
 
 def test_cancel_returns_at_once_and_kills_a_job_that_ignores_sigterm_after_the_grace(backend, monkeypatch):
     monkeypatch.setenv("CARL_FAKE_RUN", json.dumps({"ignore_term": True, "hang_at": 2}))
     handle, run_dir = start(backend, "stubborn")
-    wait_until(lambda: backend.poll(handle).state == JobState.RUNNING)
+    wait_for(lambda: backend.poll(handle).state == JobState.RUNNING)
     began = time.monotonic()
     backend.cancel(handle)
     assert time.monotonic() - began < 0.5
     assert is_alive(handle)  # SIGTERM ignored...
-    wait_until(lambda: not is_alive(handle), timeout=10)  # ...SIGKILL after 0.5 s
+    wait_for(lambda: not is_alive(handle), timeout_s=10)  # ...SIGKILL after 0.5 s
     assert backend.poll(handle).state == JobState.LOST
     backend.cancel(handle)  # idempotent on a dead job
     assert run_dir.latest_checkpoint() is None or run_dir.latest_checkpoint().exists()
@@ -143,7 +136,7 @@ def test_cancel_returns_at_once_and_kills_a_job_that_ignores_sigterm_after_the_g
 def test_logs_are_read_with_a_byte_cursor_and_hold_back_a_partial_line(backend, monkeypatch):
     monkeypatch.setenv("CARL_FAKE_RUN", json.dumps({"hang_at": 3}))
     handle, run_dir = start(backend, "logs")
-    wait_until(lambda: run_dir.log_path.exists() and b"step 2/4" in run_dir.log_path.read_bytes())
+    wait_for(lambda: run_dir.log_path.exists() and b"step 2/4" in run_dir.log_path.read_bytes())
     first = backend.logs(handle, cursor=0, limit=2)
     assert first.lines == ["fake run of train from step 0", "step 1/4"]
     second = backend.logs(handle, cursor=first.next_cursor, limit=50)
@@ -163,7 +156,7 @@ def test_local_takes_no_target_and_its_artifacts_are_already_local(backend, tmp_
     with pytest.raises(InvalidSpecError, match="local takes no target"):
         backend.submit(job_id="t", run_dir=run_dir, target="gpu0")
     handle, run_dir = start(backend, "art")
-    wait_until(lambda: backend.poll(handle).state == JobState.SUCCEEDED)
+    wait_for(lambda: backend.poll(handle).state == JobState.SUCCEEDED)
     here = backend.artifacts(handle, dest=run_dir.path)
     assert run_dir.result_path in here and run_dir.events_path in here
     copied = backend.artifacts(handle, dest=tmp_path / "copy")

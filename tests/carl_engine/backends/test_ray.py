@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from carl_engine.backends.ray_jobs import RayBackend, resolve_address, shared_fi
 from carl_engine.errors import BackendError, InvalidSpecError
 from carl_engine.jobs.states import JobState
 from carl_engine.runs import RunDir
+from tests.polling import poll
 
 pytestmark = pytest.mark.slow
 
@@ -77,13 +77,6 @@ def ray(ray_head, monkeypatch):
     return ray_head
 
 
-def wait_for(read, done, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    value = read()
-    while not done(value) and time.monotonic() < deadline:
-        time.sleep(0.5)
-        value = read()
-    return value
 
 
 def new_run(tmp_path: Path, spec: dict) -> RunDir:
@@ -111,7 +104,7 @@ def test_a_failing_spec_fails_and_a_fresh_client_reattaches_by_submission_id(ray
     run = new_run(tmp_path, {"kind": "no-such-kind"})
     handle = RayBackend().submit(job_id="ray-fail", run_dir=run, target=ray)
     assert handle == {"address": ray, "submission_id": "ray-fail", "mode": "shared", "run_dir": str(run.path)}
-    polled = wait_for(lambda: get_backend("ray").poll(handle), lambda p: p.state.is_terminal())
+    polled = poll(lambda: get_backend("ray").poll(handle), lambda p: p.state.is_terminal())
     assert polled.state == JobState.FAILED
     page = get_backend("ray").logs(handle, cursor=0, limit=1000)
     assert page.lines and get_backend("ray").logs(handle, cursor=page.next_cursor).lines == []
@@ -134,10 +127,10 @@ def test_an_unreachable_cluster_is_a_backend_error(tmp_path):
 def test_stopping_a_running_job_cancels_it(ray, tmp_path):
     run = new_run(tmp_path, {**TINY, "max_steps": 100_000})
     handle = RayBackend().submit(job_id="ray-stop", run_dir=run, target=ray)
-    assert wait_for(lambda: RayBackend().poll(handle), lambda p: p.state != JobState.STARTING).state == JobState.RUNNING
-    assert wait_for(lambda: run.iter_events(), bool, timeout=120), "training never started"
+    assert poll(lambda: RayBackend().poll(handle), lambda p: p.state != JobState.STARTING).state == JobState.RUNNING
+    assert poll(lambda: run.iter_events(), bool, timeout_s=120), "training never started"
     RayBackend().cancel(handle)
-    polled = wait_for(lambda: RayBackend().poll(handle), lambda p: p.state.is_terminal(), timeout=60)
+    polled = poll(lambda: RayBackend().poll(handle), lambda p: p.state.is_terminal(), timeout_s=60)
     assert polled.state == JobState.CANCELLED
     assert run.read_result().status == "cancelled"  # run.py got SIGTERM and said so
 
@@ -149,7 +142,7 @@ def test_a_tiny_training_job_shipped_as_the_bundle_succeeds_and_its_events_come_
     run = new_run(tmp_path, TINY)
     handle = RayBackend().submit(job_id="ray-ship", run_dir=run, target=ray)
     assert handle["mode"] == "ship"
-    polled = wait_for(lambda: RayBackend().poll(handle), lambda p: p.state.is_terminal(), timeout=180)
+    polled = poll(lambda: RayBackend().poll(handle), lambda p: p.state.is_terminal(), timeout_s=180)
     assert polled.state == JobState.SUCCEEDED, RayBackend().logs(handle, limit=1000).lines[-20:]
     assert run.read_result().step == 1 and run.iter_events("metrics")
     assert RayBackend().poll(handle).state == JobState.SUCCEEDED  # a fresh client reattaches by submission id

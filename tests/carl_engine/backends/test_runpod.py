@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 import pytest
 from standins.runpod_api import runpod_api  # noqa: F401  (fixture)
@@ -15,6 +14,7 @@ from carl_engine.backends.runpod import RunPodBackend, gpu_type_id
 from carl_engine.errors import InvalidSpecError, MissingCredentialsError
 from carl_engine.jobs.states import JobState
 from carl_engine.runs import RunDir
+from tests.polling import poll
 
 TINY = {"kind": "train", "method": "sft", "model": "carl-tiny", "task": "arithmetic", "max_steps": 1, "seed": 0}
 
@@ -32,13 +32,8 @@ def new_run(tmp_path, spec) -> RunDir:
     return run
 
 
-def poll_until(handle, done, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    polled = RunPodBackend().poll(handle)
-    while not done(polled) and time.monotonic() < deadline:
-        time.sleep(0.3)
-        polled = RunPodBackend().poll(handle)
-    return polled
+def poll_until(handle, done, timeout_s=60.0):
+    return poll(lambda: RunPodBackend().poll(handle), done, timeout_s=timeout_s, every_s=0.3)
 
 
 def test_submit_creates_an_ssh_pod_with_our_public_key_and_no_secrets(pod_env, tmp_path):
@@ -110,7 +105,7 @@ def test_a_tiny_training_job_succeeds_on_the_pod(pod_env, tmp_path):
     api.boot(handle["pod_id"], ssh.port)
     assert poll_until(handle, lambda p: p.state != JobState.STARTING).state in (JobState.RUNNING, JobState.SUCCEEDED)
     assert RunPodBackend().logs(handle, limit=1000).next_cursor >= 0
-    polled = poll_until(handle, lambda p: p.state.is_terminal(), timeout=240)
+    polled = poll_until(handle, lambda p: p.state.is_terminal(), timeout_s=240)
     assert polled.state == JobState.SUCCEEDED
     assert run.read_result().step == 1 and run.iter_events("metrics")
     assert api.pods[handle["pod_id"]]["desiredStatus"] == "TERMINATED"

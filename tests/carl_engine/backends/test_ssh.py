@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import sys
-import time
 
 import pytest
 from standins.ssh_server import ssh_env, ssh_server  # noqa: F401  (fixtures)
@@ -16,22 +15,15 @@ from carl_engine.backends.ssh import SSHBackend, remote_dir_for
 from carl_engine.errors import InvalidSpecError
 from carl_engine.jobs.states import JobState
 from carl_engine.runs import RunDir
+from tests.polling import poll
 
 
-def wait_for(read, done, timeout=30.0):
-    """Call `read` until `done(value)`, at most `timeout` seconds; returns the last value."""
-    deadline = time.monotonic() + timeout
-    value = read()
-    while not done(value) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        value = read()
-    return value
 
 
 def test_a_detached_command_runs_to_its_exit_code_and_its_log_reads_with_a_cursor(ssh_env):
     target, opts = remote_ssh.SSHTarget.parse(ssh_env.target), remote_ssh.connect_options()
     remote_ssh.launch(target, "jobs/a", files={"note.txt": "hi\n"}, command="cat note.txt; echo two; exit 3", options=opts)
-    seen = wait_for(lambda: remote_ssh.status(target, "jobs/a", options=opts), lambda s: s.state == "exited")
+    seen = poll(lambda: remote_ssh.status(target, "jobs/a", options=opts), lambda s: s.state == "exited")
     assert seen == remote_ssh.RemoteStatus("exited", 3)
     lines, cursor = remote_ssh.read_log(target, "jobs/a/out.log", cursor=0, limit=1, options=opts)
     assert lines == ["hi"] and cursor == 3
@@ -44,18 +36,18 @@ def test_launching_twice_does_not_start_the_job_again(ssh_env):
     target, opts = remote_ssh.SSHTarget.parse(ssh_env.target), remote_ssh.connect_options()
     for _ in range(2):
         remote_ssh.launch(target, "jobs/once", files={}, command="echo ran", options=opts)
-    wait_for(lambda: remote_ssh.status(target, "jobs/once", options=opts), lambda s: s.state == "exited")
+    poll(lambda: remote_ssh.status(target, "jobs/once", options=opts), lambda s: s.state == "exited")
     assert (ssh_env.home / "jobs/once/out.log").read_text() == "ran\n"
 
 
 def test_cancel_records_the_marker_then_kills_the_process_group(ssh_env):
     target, opts = remote_ssh.SSHTarget.parse(ssh_env.target), remote_ssh.connect_options()
     remote_ssh.launch(target, "jobs/c", files={}, command="sleep 60 & sleep 60; wait", options=opts)
-    assert wait_for(lambda: remote_ssh.status(target, "jobs/c", options=opts), lambda s: s.state == "running").state == "running"
+    assert poll(lambda: remote_ssh.status(target, "jobs/c", options=opts), lambda s: s.state == "running").state == "running"
     pgid = int((ssh_env.home / "jobs/c/pid").read_text())
     remote_ssh.cancel(target, "jobs/c", options=opts)
     assert (ssh_env.home / "jobs/c/cancelled").exists()
-    seen = wait_for(lambda: remote_ssh.status(target, "jobs/c", options=opts), lambda s: s.state == "cancelled")
+    seen = poll(lambda: remote_ssh.status(target, "jobs/c", options=opts), lambda s: s.state == "cancelled")
     assert seen.state == "cancelled"
     with pytest.raises(ProcessLookupError):  # the whole group, both sleeps, is gone
         os.killpg(pgid, 0)
@@ -65,9 +57,9 @@ def test_cancel_records_the_marker_then_kills_the_process_group(ssh_env):
 def test_a_job_killed_behind_our_back_is_lost(ssh_env):
     target, opts = remote_ssh.SSHTarget.parse(ssh_env.target), remote_ssh.connect_options()
     remote_ssh.launch(target, "jobs/k", files={}, command="sleep 60", options=opts)
-    wait_for(lambda: remote_ssh.status(target, "jobs/k", options=opts), lambda s: s.state == "running")
+    poll(lambda: remote_ssh.status(target, "jobs/k", options=opts), lambda s: s.state == "running")
     os.killpg(int((ssh_env.home / "jobs/k/pid").read_text()), signal.SIGKILL)
-    assert wait_for(lambda: remote_ssh.status(target, "jobs/k", options=opts), lambda s: s.state == "lost").state == "lost"
+    assert poll(lambda: remote_ssh.status(target, "jobs/k", options=opts), lambda s: s.state == "lost").state == "lost"
     assert remote_ssh.status(target, "jobs/never-made", options=opts).state == "absent"
 
 
@@ -92,7 +84,7 @@ def test_a_failing_spec_is_reported_failed_with_its_log(ssh_env, monkeypatch, tm
     assert handle == {"target": ssh_env.target, "remote_dir": remote_dir_for("jfail"), "run_dir": str(run.path),
                       "runner": sys.executable}
     assert (ssh_env.home / ".carl/jobs/jfail/carl-job.py").exists()
-    polled = wait_for(lambda: backend.poll(handle), lambda p: p.state.is_terminal(), timeout=60)
+    polled = poll(lambda: backend.poll(handle), lambda p: p.state.is_terminal(), timeout_s=60)
     assert polled.state == JobState.FAILED and polled.exit_code != 0
     page = backend.logs(handle, cursor=0, limit=1000)
     assert page.lines and page.next_cursor > 0
@@ -114,7 +106,7 @@ def test_the_poll_that_sees_the_end_brings_home_the_run_dir_with_its_latest_comp
     remote_ssh.launch(target, "jobs/done", files={}, command=FAKE_RUN, options=opts)
     run = RunDir(tmp_path / "run")
     handle = {"target": ssh_env.target, "remote_dir": "jobs/done", "run_dir": str(run.path)}
-    polled = wait_for(lambda: SSHBackend().poll(handle), lambda p: p.state.is_terminal())
+    polled = poll(lambda: SSHBackend().poll(handle), lambda p: p.state.is_terminal())
     assert polled.state == JobState.SUCCEEDED and run.read_result().step == 2
     assert run.checkpoints() == [run.checkpoints_dir / "checkpoint-2"]  # only the latest complete one
     assert not (run.checkpoints_dir / "checkpoint-3").exists()
@@ -144,7 +136,7 @@ def test_the_job_manager_runs_a_tiny_training_job_over_ssh_to_success_with_its_m
     spec = {"method": "sft", "model": "carl-tiny", "task": "arithmetic", "max_steps": 1}
     job = JobManager().submit("train", spec, compute=f"ssh:{ssh_env.target}")
     assert job.backend == "ssh" and job.handle["remote_dir"] == remote_dir_for(job.job_id)
-    job = wait_for(lambda: JobManager().get(job.job_id), lambda j: j.state.is_terminal(), timeout=240)
+    job = poll(lambda: JobManager().get(job.job_id), lambda j: j.state.is_terminal(), timeout_s=240)
     assert job.state == JobState.SUCCEEDED, JobManager().logs(job.job_id, limit=1000).lines[-20:]
     assert job.step == 1 and job.metrics  # events mirrored from the remote run dir
     files = SSHBackend().artifacts(job.handle, dest=tmp_path / "back")

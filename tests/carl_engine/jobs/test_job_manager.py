@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -33,19 +32,12 @@ from carl_engine.jobs.states import JobState
 from carl_engine.jobs.store import JobStore
 from carl_engine.paths import runs_dir
 from carl_engine.runs import RunDir
+from tests.polling import poll, wait_for_job
 
 FAKE_RUNNER = Path(__file__).with_name("fake_runner.py")
 SPEC = {"method": "sft", "dataset": "arithmetic", "max_steps": 6, "save_steps": 2}
 
 
-def wait_for(manager: JobManager, job_id: str, states, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = manager.get(job_id)
-        if job.state in states:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {job.state.value} after {timeout}s")
 
 
 def fake_local() -> LocalBackend:
@@ -90,7 +82,7 @@ def test_a_submitted_job_starts_runs_and_succeeds_with_its_progress_in_the_row(m
     spec_json = RunDir(job.run_dir).read_spec()
     assert spec_json["kind"] == "train" and spec_json["max_steps"] == 6 and spec_json["model"] == "carl-tiny"
     assert job.max_steps == 6 and job.backend == "local" and job.target is None
-    done = wait_for(manager, job.job_id, {JobState.SUCCEEDED, JobState.FAILED, JobState.LOST})
+    done = wait_for_job(manager, job.job_id, {JobState.SUCCEEDED, JobState.FAILED, JobState.LOST})
     assert done.state == JobState.SUCCEEDED, done.error
     assert (done.step, done.max_steps, done.error) == (6, 6, None)
     assert done.metrics["loss"] == pytest.approx(1 / 6) and done.metrics["final"] == 1.0
@@ -105,10 +97,7 @@ def test_refresh_reads_only_new_events_and_two_managers_apply_them_once(manager,
     behave(monkeypatch, hang_at=4)
     job = manager.submit("train", SPEC)
     other = JobManager(backends={"local": fake_local()})  # another process's view of the same store
-    deadline = time.monotonic() + 20
-    while manager.get(job.job_id).step < 3 and time.monotonic() < deadline:
-        other.get(job.job_id)
-        time.sleep(0.02)
+    poll(lambda: other.get(job.job_id) and manager.get(job.job_id), lambda seen: seen.step >= 3, timeout_s=20, every_s=0.02)
     seen = manager.get(job.job_id)
     assert seen.state == JobState.RUNNING and seen.step == 3 and seen.started_at is not None
     assert seen.events_cursor == RunDir(seen.run_dir).events_path.stat().st_size
@@ -118,7 +107,7 @@ def test_refresh_reads_only_new_events_and_two_managers_apply_them_once(manager,
 
 def test_logs_page_through_train_log_and_events_with_a_cursor(manager):
     job = manager.submit("train", SPEC)
-    wait_for(manager, job.job_id, {JobState.SUCCEEDED})
+    wait_for_job(manager, job.job_id, {JobState.SUCCEEDED})
     first = manager.logs(job.job_id, limit=2)
     assert first.lines == ["fake run of train from step 0", "step 1/6"]
     rest = manager.logs(job.job_id, cursor=first.next_cursor)
@@ -134,16 +123,12 @@ def test_logs_page_through_train_log_and_events_with_a_cursor(manager):
 def test_stop_records_cancelled_first_is_idempotent_and_keeps_the_checkpoint(manager, monkeypatch):
     behave(monkeypatch, hang_at=5)
     job = manager.submit("train", SPEC)
-    deadline = time.monotonic() + 20
-    while not str(manager.get(job.job_id).checkpoint).endswith("checkpoint-4") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll(lambda: str(manager.get(job.job_id).checkpoint), lambda c: c.endswith("checkpoint-4"), timeout_s=20, every_s=0.05)
     stopped = manager.stop(job.job_id, reason="enough")
     assert stopped.state == JobState.CANCELLED and stopped.ended_at is not None
     assert manager.store.events(job.job_id)[-1].reason == "stopped: enough"
     run_dir = RunDir(job.run_dir)
-    deadline = time.monotonic() + 10
-    while run_dir.read_result() is None and time.monotonic() < deadline:  # the process got SIGTERM
-        time.sleep(0.05)
+    poll(run_dir.read_result, timeout_s=10, every_s=0.05)  # the process got SIGTERM
     assert run_dir.read_result().status == "cancelled"
     recorded = manager.store.events(job.job_id)
     again = manager.stop(job.job_id)
@@ -156,7 +141,7 @@ def test_stop_records_cancelled_first_is_idempotent_and_keeps_the_checkpoint(man
 
 def test_stopping_a_finished_job_changes_nothing(manager):
     job = manager.submit("train", SPEC)
-    done = wait_for(manager, job.job_id, {JobState.SUCCEEDED})
+    done = wait_for_job(manager, job.job_id, {JobState.SUCCEEDED})
     assert manager.stop(job.job_id) == done
 
 
@@ -164,18 +149,16 @@ def test_stopping_a_finished_job_changes_nothing(manager):
 def test_a_killed_job_is_lost_and_its_resume_continues_the_global_step(manager, monkeypatch):
     behave(monkeypatch, hang_at=5)
     job = manager.submit("train", SPEC)
-    deadline = time.monotonic() + 20
-    while not str(manager.get(job.job_id).checkpoint).endswith("checkpoint-4") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll(lambda: str(manager.get(job.job_id).checkpoint), lambda c: c.endswith("checkpoint-4"), timeout_s=20, every_s=0.05)
     os.killpg(job.handle["pid"], signal.SIGKILL)
-    lost = wait_for(manager, job.job_id, {JobState.LOST, JobState.FAILED})
+    lost = wait_for_job(manager, job.job_id, {JobState.LOST, JobState.FAILED})
     assert lost.state == JobState.LOST and "killed by signal 9" in lost.error
     behave(monkeypatch)
     again = manager.resume(job.job_id)
     assert (again.attempt, again.resumes, again.state) == (2, job.job_id, JobState.STARTING)
     assert again.spec["resume_from"] == str(RunDir(job.run_dir).checkpoints_dir / "checkpoint-4")
     assert manager.store.events(again.job_id)[0].reason.startswith(f"resumes {job.job_id} from ")
-    done = wait_for(manager, again.job_id, {JobState.SUCCEEDED, JobState.FAILED, JobState.LOST})
+    done = wait_for_job(manager, again.job_id, {JobState.SUCCEEDED, JobState.FAILED, JobState.LOST})
     assert done.state == JobState.SUCCEEDED and done.step == 6
     steps = [e["step"] for e in RunDir(again.run_dir).iter_events("metrics")]
     assert steps == [5, 6]
@@ -184,13 +167,13 @@ def test_a_killed_job_is_lost_and_its_resume_continues_the_global_step(manager, 
 def test_a_job_without_checkpoint_resumes_from_scratch_and_says_so(manager, monkeypatch):
     behave(monkeypatch, crash=1)
     job = manager.submit("train", SPEC)
-    crashed = wait_for(manager, job.job_id, {JobState.FAILED, JobState.LOST, JobState.SUCCEEDED})
+    crashed = wait_for_job(manager, job.job_id, {JobState.FAILED, JobState.LOST, JobState.SUCCEEDED})
     assert crashed.state == JobState.FAILED and "exited with code 3" in crashed.error
     behave(monkeypatch)
     again = manager.resume(job.job_id)
     assert again.spec["resume_from"] is None
     assert manager.store.events(again.job_id)[0].reason == f"resumes {job.job_id}: no checkpoint, starting from scratch"
-    assert wait_for(manager, again.job_id, {JobState.SUCCEEDED}).step == 6
+    assert wait_for_job(manager, again.job_id, {JobState.SUCCEEDED}).step == 6
 
 
 def test_only_finished_unsuccessful_train_jobs_resume(manager, monkeypatch):
@@ -218,7 +201,7 @@ def test_a_new_process_reattaches_to_a_job_started_by_one_that_exited(monkeypatc
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=True)
     job_id = out.stdout.strip().splitlines()[-1]
     fresh = JobManager()  # the registry's local backend: it needs only the handle in the row
-    done = wait_for(fresh, job_id, {JobState.SUCCEEDED, JobState.FAILED, JobState.LOST})
+    done = wait_for_job(fresh, job_id, {JobState.SUCCEEDED, JobState.FAILED, JobState.LOST})
     assert done.state == JobState.SUCCEEDED and done.metrics["final"] == 1.0 and done.step == 6
     assert RunDir(done.run_dir).read_spec()["kind"] == "eval"
 
@@ -309,9 +292,7 @@ def test_a_job_stopped_while_it_was_being_submitted_has_its_process_cancelled(ma
     assert job.state == JobState.CANCELLED and job.handle["pid"] > 0
     from carl_engine.backends.local import is_alive
 
-    deadline = time.monotonic() + 10
-    while is_alive(job.handle) and time.monotonic() < deadline:  # SIGTERM, early in its start-up
-        time.sleep(0.05)
+    poll(lambda: is_alive(job.handle), lambda alive: not alive, timeout_s=10, every_s=0.05)  # SIGTERM, early in start-up
     assert not is_alive(job.handle)
     assert manager.get(job.job_id).state == JobState.CANCELLED
 
@@ -327,13 +308,13 @@ def test_missing_credentials_are_listed_by_name_only(monkeypatch):
 def test_an_attempt_that_saved_nothing_new_resumes_from_the_checkpoint_it_started_from(manager, monkeypatch):
     behave(monkeypatch, fail=3)
     first = manager.submit("train", SPEC)
-    assert wait_for(manager, first.job_id, {JobState.FAILED}).error == "fake failure"
+    assert wait_for_job(manager, first.job_id, {JobState.FAILED}).error == "fake failure"
     behave(monkeypatch, crash=3)  # starts at checkpoint-2 and dies before writing checkpoint-4
     second = manager.resume(first.job_id)
-    crashed = wait_for(manager, second.job_id, {JobState.FAILED, JobState.LOST})
+    crashed = wait_for_job(manager, second.job_id, {JobState.FAILED, JobState.LOST})
     assert RunDir(crashed.run_dir).latest_checkpoint() is None
     behave(monkeypatch)
     third = manager.resume(second.job_id)
     assert third.attempt == 3 and third.resumes == second.job_id
     assert third.spec["resume_from"] == str(RunDir(first.run_dir).checkpoints_dir / "checkpoint-2")
-    assert wait_for(manager, third.job_id, {JobState.SUCCEEDED}).step == 6
+    assert wait_for_job(manager, third.job_id, {JobState.SUCCEEDED}).step == 6

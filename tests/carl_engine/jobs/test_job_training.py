@@ -13,13 +13,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from carl_engine.jobs.manager import JobManager
-from carl_engine.jobs.states import TERMINAL, JobState
+from carl_engine.jobs.states import JobState
 from carl_engine.runs import RunDir
+from tests.polling import poll, wait_for, wait_for_job
 
 pytestmark = pytest.mark.slow
 
@@ -31,25 +31,9 @@ def one_thread(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the job process inherits it
 
 
-def wait_done(manager: JobManager, job_id: str, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = manager.get(job_id)
-        if job.state in TERMINAL:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still {job.state.value} after {timeout}s")
-
-
-def first_checkpoint(run_dir: RunDir, timeout: float = 120.0):
+def first_checkpoint(run_dir: RunDir, timeout_s: float = 120.0):
     """Wait (polling the folder every 10 ms) until the first complete checkpoint exists."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = run_dir.checkpoints()
-        if found:
-            return found[0]
-        time.sleep(0.01)
-    raise AssertionError(f"no checkpoint in {run_dir.path} after {timeout}s")
+    return wait_for(run_dir.checkpoints, timeout_s=timeout_s, every_s=0.01)[0]
 
 
 def test_a_new_process_follows_a_training_job_to_succeeded_with_its_metrics():
@@ -60,7 +44,7 @@ def test_a_new_process_follows_a_training_job_to_succeeded_with_its_metrics():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     job_id = out.stdout.strip().splitlines()[-1]
     fresh = JobManager()  # nothing in memory from the submitter
-    done = wait_done(fresh, job_id)
+    done = wait_for_job(fresh, job_id, timeout_s=120)
     assert done.state == JobState.SUCCEEDED, done.error
     assert (done.step, done.max_steps) == (6, 6)
     assert done.metrics["loss"] > 0 and "train_loss" in done.metrics
@@ -74,7 +58,7 @@ def test_a_training_job_killed_mid_run_is_lost_and_resumes_from_its_checkpoint()
     run_dir = RunDir(job.run_dir)
     checkpoint = first_checkpoint(run_dir)
     os.killpg(job.handle["pid"], signal.SIGKILL)
-    lost = wait_done(manager, job.job_id)
+    lost = wait_for_job(manager, job.job_id, timeout_s=120)
     assert lost.state == JobState.LOST, lost.error
     saved = run_dir.latest_checkpoint()
     saved_step = json.loads((saved / "trainer_state.json").read_text())["global_step"]
@@ -82,7 +66,7 @@ def test_a_training_job_killed_mid_run_is_lost_and_resumes_from_its_checkpoint()
 
     again = manager.resume(job.job_id)
     assert (again.attempt, again.resumes, again.spec["resume_from"]) == (2, job.job_id, str(saved))
-    done = wait_done(manager, again.job_id)
+    done = wait_for_job(manager, again.job_id, timeout_s=120)
     assert done.state == JobState.SUCCEEDED, done.error
     assert done.step == 60
     steps = [e["step"] for e in RunDir(again.run_dir).iter_events("metrics") if "loss" in e.get("metrics", {})]
@@ -96,9 +80,7 @@ def test_stopping_a_training_job_is_idempotent_and_leaves_a_loadable_checkpoint(
     first_checkpoint(run_dir)
     stopped = manager.stop(job.job_id, reason="test")
     assert stopped.state == JobState.CANCELLED
-    deadline = time.monotonic() + 60
-    while run_dir.read_result() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
+    poll(run_dir.read_result, timeout_s=60, every_s=0.1)
     result = run_dir.read_result()
     assert result.status == "cancelled" and result.step < 60
     assert manager.stop(job.job_id).state == JobState.CANCELLED

@@ -185,9 +185,8 @@ def test_the_job_manager_follows_an_hf_job_to_success_with_its_relayed_metrics(h
     hf_id = job.handle["hf_job_id"]
     hf_hub.set_stage(hf_id, "RUNNING")
     hf_hub.add_logs(hf_id, [METRICS])
-    assert JobManager().get(job.job_id).state == JobState.RUNNING
-    # the manager folds events before it polls, and the poll is what brings them: one refresh later
-    assert JobManager().get(job.job_id).metrics == {"loss": 1.5}
+    running = JobManager().get(job.job_id)  # the poll brings the relayed events; the same refresh folds them
+    assert running.state == JobState.RUNNING and running.metrics == {"loss": 1.5}
     hf_hub.add_logs(hf_id, ["done", RESULT])
     hf_hub.set_stage(hf_id, "COMPLETED")
     job = JobManager().get(job.job_id)
